@@ -1,0 +1,369 @@
+"""Settings: one YAML file plus environment variables, read once at start into frozen dataclasses.
+
+Every key is validated here; a bad value stops start-up with a ConfigError that names the dotted key and
+the reason. Secrets never live in the YAML: a key ending in `_env` names the environment variable to read.
+Engines and the dialog brain validate their own option blocks with `Section`, so this module stays the
+one place that knows the file's shape without knowing every engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_CONFIG = "CALLAGENT_CONFIG"
+ENV_DB_DSN = "CALLAGENT_DB_DSN"
+DEFAULT_CONFIG_NAME = "callagent.yaml"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; `key` is the dotted path, `reason` says why."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"config key '{key}': {reason}")
+        self.key = key
+        self.reason = reason
+
+
+_MISSING = object()
+
+
+class Section:
+    """Typed reader over one mapping of the YAML file; records which keys were read so typos are caught."""
+
+    def __init__(self, data: Mapping[str, Any] | None, prefix: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(prefix, f"must be a mapping, got {type(data).__name__}")
+        self.data = data
+        self.prefix = prefix
+        self._seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def _get(self, name: str, default: Any) -> Any:
+        self._seen.add(name)
+        value = self.data.get(name, _MISSING)
+        if value is _MISSING or value is None:
+            if default is _MISSING:
+                raise ConfigError(self.key(name), "is required")
+            return default
+        return value
+
+    def str(self, name: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if value is not default and not isinstance(value, str):
+            raise ConfigError(self.key(name), f"must be a string, got {value!r}")
+        return value
+
+    def int(self, name: str, default: Any = _MISSING, *, lo: int | None = None, hi: int | None = None) -> Any:
+        value = self._get(name, default)
+        if value is default:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(self.key(name), f"must be an integer, got {value!r}")
+        self._check_range(name, value, lo, hi)
+        return value
+
+    def float(self, name: str, default: Any = _MISSING, *, lo: float | None = None,
+              hi: float | None = None) -> Any:
+        value = self._get(name, default)
+        if value is default:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(self.key(name), f"must be a number, got {value!r}")
+        self._check_range(name, value, lo, hi)
+        return float(value)
+
+    def bool(self, name: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if value is not default and not isinstance(value, bool):
+            raise ConfigError(self.key(name), f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
+        value = self.str(name, default)
+        if value is not default and value not in choices:
+            raise ConfigError(self.key(name), f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def str_list(self, name: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if value is default:
+            return value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(self.key(name), "must be a list of strings")
+        return tuple(value)
+
+    def mapping(self, name: str) -> Mapping[str, Any]:
+        value = self._get(name, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(self.key(name), "must be a mapping")
+        return value
+
+    def section(self, name: str) -> Section:
+        return Section(self.mapping(name), self.key(name))
+
+    def host_port(self, name: str, default: Any = _MISSING) -> tuple[str, int]:
+        value = self.str(name, default)
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(self.key(name), f"must be host:port, got {value!r}")
+        return host, int(port)
+
+    def secret(self, name: str, default_env: str | None = None) -> str | None:
+        """Reads `<name>_env` (the variable's name) and returns the variable's value, or None if unset."""
+        env_name = self.str(f"{name}_env", default_env)
+        return os.environ.get(env_name) if env_name else None
+
+    def _check_range(self, name: str, value: float, lo: float | None, hi: float | None) -> None:
+        if lo is not None and value < lo:
+            raise ConfigError(self.key(name), f"must be >= {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise ConfigError(self.key(name), f"must be <= {hi}, got {value}")
+
+    def done(self) -> None:
+        """Rejects keys nobody read: a misspelt key must not be silently ignored."""
+        unknown = sorted(set(self.data) - self._seen)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), "unknown key")
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    listen: tuple[str, int] = ("127.0.0.1", 8084)
+    max_calls: int = 200
+    fork_url: str = "ws://127.0.0.1:8090"
+    fork_rate: int = 16000
+    fork_bug: str = "callagent"
+    esl_reply_timeout_s: float = 5.0
+    greeting: str = (
+        "안녕하세요, 고객센터입니다. 저는 인공지능 상담원이며 통화 내용은 상담 품질을 위해 기록됩니다. "
+        "무엇을 도와드릴까요?"
+    )
+    apology: str = "죄송합니다. 지금 연결에 문제가 있어 상담원에게 바로 연결해 드리겠습니다."
+    transfer_notice: str = "상담원에게 연결해 드리겠습니다. 잠시만 기다려 주세요."
+    human_extension: str = "human"
+    human_dialplan: str = "XML"
+    human_context: str = "ai_escalation"
+    dtmf_human_digit: str = "0"
+    # The worker must say "connected" within this time or the caller is handed to a human.
+    fork_connect_timeout_s: float = 3.0
+    # No transcript for this long while the caller is silent: prompt once, then hand off.
+    no_input_timeout_s: float = 20.0
+    turn_timeout_s: float = 8.0
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    aggressiveness: int = 2
+    min_speech_ms: int = 300
+    end_silence_ms: int = 800
+    prefix_pad_ms: int = 200
+    max_utterance_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    listen: tuple[str, int] = ("127.0.0.1", 8090)
+    vad: VadConfig = field(default_factory=VadConfig)
+    asr_engine: str = "vosk"
+    # Options for every configured engine, keyed by engine name; each engine validates its own block.
+    asr_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    asr_timeout_s: float = 10.0
+    # Lets a test or demo caller deliver a transcript as text (marked `text-injected`); off in production.
+    allow_text_injection: bool = False
+    hotwords_dir: str = "hotwords"
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    engine: str = "espeak"
+    voice: str = "ko"
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    spool_dir: str = "var/spool"
+    cache_dir: str = "var/tts-cache"
+    max_chunk_chars: int = 60
+    # Where the TTS engine runs: "local" (in the controller) or the URL of a `callagent tts-worker`.
+    worker_url: str = "local"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    dsn: str | None = None
+    embedded_dir: str = "var/pg"
+    spool_dir: str = "var/db-spool"
+
+
+@dataclass(frozen=True)
+class Config:
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    # The dialog block is validated by agent.dialog.settings; kept raw here so that room owns its shape.
+    dialog: Mapping[str, Any] = field(default_factory=dict)
+    log_level: str = "INFO"
+    base_dir: str = "."
+
+    def path(self, relative: str) -> Path:
+        """Resolves a configured path against the directory of the config file."""
+        p = Path(relative)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def _controller(s: Section) -> ControllerConfig:
+    d = ControllerConfig()
+    fork_url = s.str("fork_url", d.fork_url)
+    if not fork_url.startswith(("ws://", "wss://")):
+        raise ConfigError(s.key("fork_url"), "must start with ws:// or wss://")
+    fork_rate = s.int("fork_rate", d.fork_rate)
+    if fork_rate not in (8000, 16000):
+        # mod_audio_fork takes any multiple of 8000, but the worker's VAD runs at 8 or 16 kHz only.
+        raise ConfigError(s.key("fork_rate"), f"must be 8000 or 16000, got {fork_rate}")
+    bug = s.str("fork_bug", d.fork_bug)
+    if not bug.replace("_", "").isalnum():
+        raise ConfigError(s.key("fork_bug"), "must be letters, digits and '_' (it is a FreeSWITCH argument)")
+    digit = s.str("dtmf_human_digit", d.dtmf_human_digit)
+    if digit not in tuple("0123456789*#"):
+        raise ConfigError(s.key("dtmf_human_digit"), "must be one DTMF digit")
+    cfg = ControllerConfig(
+        listen=s.host_port("listen", "%s:%d" % d.listen),
+        max_calls=s.int("max_calls", d.max_calls, lo=1, hi=5000),
+        fork_url=fork_url,
+        fork_rate=fork_rate,
+        fork_bug=bug,
+        esl_reply_timeout_s=s.float("esl_reply_timeout_s", d.esl_reply_timeout_s, lo=0.1, hi=60),
+        greeting=s.str("greeting", d.greeting),
+        apology=s.str("apology", d.apology),
+        transfer_notice=s.str("transfer_notice", d.transfer_notice),
+        human_extension=s.str("human_extension", d.human_extension),
+        human_dialplan=s.str("human_dialplan", d.human_dialplan),
+        human_context=s.str("human_context", d.human_context),
+        dtmf_human_digit=digit,
+        fork_connect_timeout_s=s.float("fork_connect_timeout_s", d.fork_connect_timeout_s, lo=0.1, hi=30),
+        no_input_timeout_s=s.float("no_input_timeout_s", d.no_input_timeout_s, lo=1, hi=600),
+        turn_timeout_s=s.float("turn_timeout_s", d.turn_timeout_s, lo=0.5, hi=120),
+    )
+    for name in ("greeting", "apology", "transfer_notice"):
+        if not getattr(cfg, name).strip():
+            raise ConfigError(s.key(name), "must not be empty: the caller would hear silence")
+    s.done()
+    return cfg
+
+
+def _vad(s: Section) -> VadConfig:
+    d = VadConfig()
+    cfg = VadConfig(
+        aggressiveness=s.int("aggressiveness", d.aggressiveness, lo=0, hi=3),
+        min_speech_ms=s.int("min_speech_ms", d.min_speech_ms, lo=20, hi=5000),
+        end_silence_ms=s.int("end_silence_ms", d.end_silence_ms, lo=100, hi=5000),
+        prefix_pad_ms=s.int("prefix_pad_ms", d.prefix_pad_ms, lo=0, hi=2000),
+        max_utterance_s=s.float("max_utterance_s", d.max_utterance_s, lo=1, hi=300),
+    )
+    for name in ("min_speech_ms", "end_silence_ms", "prefix_pad_ms"):
+        if getattr(cfg, name) % 20:
+            raise ConfigError(s.key(name), "must be a multiple of 20 (the frame length in ms)")
+    s.done()
+    return cfg
+
+
+def _engine_options(s: Section, name: str) -> dict[str, Mapping[str, Any]]:
+    raw = s.mapping(name)
+    for engine, options in raw.items():
+        if not isinstance(options, Mapping):
+            raise ConfigError(s.key(f"{name}.{engine}"), "must be a mapping of engine options")
+    return dict(raw)
+
+
+def _worker(s: Section) -> WorkerConfig:
+    d = WorkerConfig()
+    asr = s.section("asr")
+    cfg = WorkerConfig(
+        listen=s.host_port("listen", "%s:%d" % d.listen),
+        vad=_vad(s.section("vad")),
+        asr_engine=asr.str("engine", d.asr_engine),
+        asr_options=_engine_options(asr, "engines"),
+        asr_timeout_s=asr.float("timeout_s", d.asr_timeout_s, lo=0.5, hi=120),
+        allow_text_injection=s.bool("allow_text_injection", d.allow_text_injection),
+        hotwords_dir=s.str("hotwords_dir", d.hotwords_dir),
+    )
+    asr.done()
+    s.done()
+    return cfg
+
+
+def _tts(s: Section) -> TtsConfig:
+    d = TtsConfig()
+    worker_url = s.str("worker_url", d.worker_url)
+    if worker_url != "local" and not worker_url.startswith(("http://", "https://")):
+        raise ConfigError(s.key("worker_url"), "must be 'local' or an http(s):// URL")
+    cfg = TtsConfig(
+        engine=s.str("engine", d.engine),
+        voice=s.str("voice", d.voice),
+        options=_engine_options(s, "engines"),
+        spool_dir=s.str("spool_dir", d.spool_dir),
+        cache_dir=s.str("cache_dir", d.cache_dir),
+        max_chunk_chars=s.int("max_chunk_chars", d.max_chunk_chars, lo=10, hi=500),
+        worker_url=worker_url,
+    )
+    s.done()
+    return cfg
+
+
+def _store(s: Section) -> StoreConfig:
+    d = StoreConfig()
+    dsn = os.environ.get(ENV_DB_DSN) or s.str("dsn", None)
+    if dsn is not None and not dsn.startswith(("postgresql://", "postgres://", "host=", "dbname=")):
+        raise ConfigError(s.key("dsn"), "must be a PostgreSQL URI (postgresql://…) or a key=value DSN")
+    cfg = StoreConfig(
+        dsn=dsn,
+        embedded_dir=s.str("embedded_dir", d.embedded_dir),
+        spool_dir=s.str("spool_dir", d.spool_dir),
+    )
+    s.done()
+    return cfg
+
+
+def parse_config(data: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
+    """Builds a validated Config from an already-parsed YAML mapping."""
+    root = Section(data, "")
+    cfg = Config(
+        controller=_controller(root.section("controller")),
+        worker=_worker(root.section("worker")),
+        tts=_tts(root.section("tts")),
+        store=_store(root.section("store")),
+        dialog=root.mapping("dialog"),
+        log_level=root.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        base_dir=base_dir,
+    )
+    root.done()
+    # Imported late: the dialog room validates its own block, and must be able to import this module.
+    from agent.dialog.settings import parse_dialog_settings
+
+    parse_dialog_settings(cfg.dialog)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Loads `path`, else $CALLAGENT_CONFIG, else ./callagent.yaml if present, else the built-in defaults."""
+    chosen = path or os.environ.get(ENV_CONFIG)
+    if chosen is None and Path(DEFAULT_CONFIG_NAME).exists():
+        chosen = DEFAULT_CONFIG_NAME
+    if chosen is None:
+        return parse_config({}, base_dir=".")
+    p = Path(chosen)
+    if not p.is_file():
+        raise ConfigError("<file>", f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", f"{p} is not valid YAML: {exc}") from exc
+    return parse_config(data, base_dir=str(p.resolve().parent))
