@@ -235,7 +235,7 @@ def _controller(s: Section) -> ControllerConfig:
     if digit not in tuple("0123456789*#"):
         raise ConfigError(s.key("dtmf_human_digit"), "must be one DTMF digit")
     cfg = ControllerConfig(
-        listen=s.host_port("listen", "%s:%d" % d.listen),
+        listen=s.host_port("listen", f"{d.listen[0]}:{d.listen[1]}"),
         max_calls=s.int("max_calls", d.max_calls, lo=1, hi=5000),
         fork_url=fork_url,
         fork_rate=fork_rate,
@@ -287,7 +287,7 @@ def _worker(s: Section) -> WorkerConfig:
     d = WorkerConfig()
     asr = s.section("asr")
     cfg = WorkerConfig(
-        listen=s.host_port("listen", "%s:%d" % d.listen),
+        listen=s.host_port("listen", f"{d.listen[0]}:{d.listen[1]}"),
         vad=_vad(s.section("vad")),
         asr_engine=asr.str("engine", d.asr_engine),
         asr_options=_engine_options(asr, "engines"),
