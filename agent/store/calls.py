@@ -112,7 +112,7 @@ class CallStore:
                 self._disconnect()
                 return
             if item["op"] == "_mark":
-                self._try_replay()
+                self._try_replay(force=True)
                 item["event"].set()
                 continue
             if self.spool_path.exists() and not self._try_replay():
@@ -134,9 +134,10 @@ class CallStore:
                 self._conn.close()
             self._conn = None
 
-    def _apply(self, items: list[dict[str, Any]]) -> bool:
+    def _apply(self, items: list[dict[str, Any]], force: bool = False) -> bool:
         now = time.monotonic()
-        if self._conn is None and now - self._last_attempt < RETRY_EVERY_S and self.stats["errors"]:
+        recently_failed = self.stats["errors"] and now - self._last_attempt < RETRY_EVERY_S
+        if self._conn is None and recently_failed and not force:
             return False  # don't hammer a database that just refused us
         self._last_attempt = now
         try:
@@ -159,12 +160,12 @@ class CallStore:
             f.flush()
         self.stats["spooled"] += 1
 
-    def _try_replay(self) -> bool:
+    def _try_replay(self, force: bool = False) -> bool:
         """Applies the spool in one transaction; True when no spool is left."""
         if not self.spool_path.exists():
             return True
         items = [json.loads(line) for line in self.spool_path.read_text(encoding="utf-8").splitlines() if line]
-        if items and not self._apply(items):
+        if items and not self._apply(items, force):
             return False
         self.spool_path.unlink()
         self.stats["replayed"] += len(items)

@@ -1,0 +1,41 @@
+# callagent — `make demo` runs a whole simulated call; `make test` runs the test suite. Both install first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install system-packages demo test lint bench clean
+
+install: system-packages $(STAMP)
+
+# espeak-ng is the offline TTS engine (Korean voice) used by the demo and the tests.
+system-packages:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  echo "installing espeak-ng"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
+
+# torch is pinned first: the CPU build of that version is what the CPU tests use; an unpinned torch would pull
+# several GB of CUDA packages. The GPU engines' own stack comes from `pip install .[gpu]` on GPU hosts.
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,ml]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/callagent demo
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check agent tests
+
+bench: install
+	$(VENV)/bin/callagent bench all
+
+clean:
+	rm -rf $(VENV) var bench/results *.egg-info

@@ -1,0 +1,35 @@
+"""Builds the controller's dependencies from the config: store, TTS, prompt cache, dialog policy."""
+
+from __future__ import annotations
+
+import logging
+
+from agent.call.session import CallDeps
+from agent.config import Config
+from agent.dialog.settings import parse_dialog_settings
+from agent.ops.stats import ControllerStats
+from agent.store.calls import CallStore
+from agent.store.db import Database
+
+log = logging.getLogger(__name__)
+
+# Pre-synthesized at start so the greeting plays within ~300 ms of answer and fault prompts never wait on TTS.
+WARM_RATES = (8000, 16000)
+
+
+def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
+    from agent.dialog.factory import create_policy
+    from agent.engines.tts.cache import PromptCache
+    from agent.engines.tts.registry import create_tts
+    from agent.engines.tts.speaker import Speaker
+    from agent.engines.tts.spool import Spool
+
+    engine = create_tts(cfg.tts)
+    spool = Spool(cfg.path(cfg.tts.spool_dir))
+    speaker = Speaker(engine, spool, voice=cfg.tts.voice, max_chunk_chars=cfg.tts.max_chunk_chars)
+    prompts = PromptCache(engine, cfg.path(cfg.tts.cache_dir), voice=cfg.tts.voice)
+    c = cfg.controller
+    prompts.warm([c.greeting, c.apology, c.transfer_notice], WARM_RATES[0])
+    policy = create_policy(parse_dialog_settings(cfg.dialog), db)
+    store = CallStore(db, cfg.path(cfg.store.spool_dir))
+    return CallDeps(cfg=cfg, policy=policy, speaker=speaker, prompts=prompts, store=store, stats=ControllerStats())

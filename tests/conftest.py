@@ -1,0 +1,38 @@
+"""Shared fixtures: one real embedded PostgreSQL per test session, a fresh migrated database per test."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from agent.store.db import Database, embedded_dsn
+
+REPO = Path(__file__).resolve().parents[1]
+SPEECH = REPO.parent / "shared" / "speech"
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn(tmp_path_factory) -> str:
+    return embedded_dsn(tmp_path_factory.mktemp("pg"))
+
+
+@pytest.fixture
+def db(pg_server_dsn) -> Database:
+    """A new database with every migration applied."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = psycopg.conninfo.make_conninfo(pg_server_dsn, dbname=name)
+    database = Database(dsn)
+    database.migrate()
+    return database
+
+
+@pytest.fixture
+def speech_dir() -> Path:
+    if not SPEECH.is_dir():
+        pytest.skip(f"real speech recordings not found at {SPEECH} (../shared/speech is absent)")
+    return SPEECH
