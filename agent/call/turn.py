@@ -99,6 +99,7 @@ class Turn:
                 elif isinstance(event, (Escalate, EndCall)):
                     outcome = event
         finally:
+            self.handle.synthesis_done = True
             call_in_thread(events.close, timeout=2)
         # Finish playing what was said before escalating or hanging up ("finish the goodbye").
         remaining = sum(c.duration_s for c in self.handle.chunks)
