@@ -1,0 +1,121 @@
+"""Client of the TTS worker (agent/engines/tts/server.py), used by the controller when `tts.worker_url` is a URL.
+
+`speak()` is the controller's path: the worker writes WAVs at the call's rate into the shared spool and
+this yields their paths as they land, so playback starts on the first one. `synthesize()` reads them back
+as AudioChunks, for callers that want PCM (a cache warm-up); it needs the spool to be readable here.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import soundfile as sf
+
+from agent.config import TtsConfig
+from agent.engines.errors import EngineError, EngineUnavailable
+from agent.engines.tts.base import AudioChunk
+
+NAME = "tts-remote"
+DEFAULT_CONNECT_TIMEOUT_S = 1.0
+# Longest wait for the next line: the first chunk (queueing + first audio) or the gap between two WAVs.
+DEFAULT_CHUNK_TIMEOUT_S = 10.0
+DEFAULT_RATE = 8000
+
+
+@dataclass(frozen=True)
+class SpokenChunk:
+    path: str  # absolute path in the spool, as the worker wrote it
+    index: int
+    duration_s: float
+    synth_ms: float  # ms from the worker receiving the request to this WAV being complete
+
+
+class RemoteTts:
+    """Thread-safe; one keep-alive pool shared by all calls."""
+
+    name = NAME
+
+    def __init__(self, base_url: str, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+                 chunk_timeout_s: float = DEFAULT_CHUNK_TIMEOUT_S, max_connections: int = 64,
+                 transport: httpx.BaseTransport | None = None):
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(chunk_timeout_s, connect=connect_timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    def health(self) -> dict[str, Any]:
+        """The worker's /healthz; EngineUnavailable when it does not answer."""
+        try:
+            resp = self._client.get("/healthz")
+            resp.raise_for_status()
+            return resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise EngineUnavailable(NAME, f"no TTS worker at {self.base_url}: {exc}") from exc
+
+    def speak(self, call_id: str, utt_id: str, text: str, voice: str, rate: int = DEFAULT_RATE
+              ) -> Iterator[SpokenChunk]:
+        """Yields each spooled WAV as the worker reports it. Closing the iterator early (barge-in) drops
+        the connection, which stops the worker's generation for this utterance."""
+        body = {"call_id": call_id, "utt_id": utt_id, "text": text, "voice": voice, "rate": rate}
+        try:
+            with self._client.stream("POST", "/v1/speak", json=body) as resp:
+                if resp.status_code != 200:
+                    raise _status_error(resp)
+                done = False
+                for raw in resp.iter_lines():
+                    if not raw.strip():
+                        continue
+                    line = json.loads(raw)
+                    if "error" in line:
+                        raise EngineError(NAME, f"worker: {line['error']}", retryable=bool(line.get("retryable")))
+                    if line.get("done"):
+                        done = True
+                        break
+                    yield SpokenChunk(path=line["path"], index=int(line["index"]),
+                                      duration_s=float(line["duration_s"]), synth_ms=float(line["synth_ms"]))
+                if not done:
+                    raise EngineError(NAME, "worker stream ended without its done line", retryable=True)
+        except httpx.TimeoutException as exc:
+            raise EngineError(NAME, f"worker timed out ({type(exc).__name__})", retryable=True) from exc
+        except httpx.TransportError as exc:
+            raise EngineError(NAME, f"worker unreachable ({type(exc).__name__})", retryable=True) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EngineError(NAME, f"malformed worker line: {exc}", retryable=False) from exc
+
+    def synthesize(self, text: str, voice: str, *, call_id: str = "remote", rate: int = DEFAULT_RATE
+                   ) -> Iterator[AudioChunk]:
+        """TtsEngine-compatible: speaks into the spool and reads each WAV back."""
+        for chunk in self.speak(call_id, uuid.uuid4().hex, text, voice, rate):
+            try:
+                pcm, file_rate = sf.read(chunk.path, dtype="int16")
+            except (OSError, RuntimeError) as exc:
+                raise EngineError(NAME, f"spooled chunk unreadable here: {exc}", retryable=False) from exc
+            yield AudioChunk(pcm=pcm, sample_rate=file_rate)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _status_error(resp: httpx.Response) -> EngineError:
+    resp.read()
+    try:
+        data = resp.json()
+        message, retryable = str(data.get("error")), bool(data.get("retryable"))
+    except (ValueError, AttributeError):
+        message, retryable = resp.text[:200], resp.status_code >= 500
+    return EngineError(NAME, f"HTTP {resp.status_code}: {message}", retryable=retryable)
+
+
+def from_config(cfg: TtsConfig) -> RemoteTts:
+    """The client for `tts.worker_url`; call only when it is an URL (not "local")."""
+    if not cfg.worker_url.startswith(("http://", "https://")):
+        raise ValueError(f"tts.worker_url is {cfg.worker_url!r}, not an URL")
+    return RemoteTts(cfg.worker_url)
