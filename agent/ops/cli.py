@@ -42,9 +42,8 @@ def cmd_asr_worker(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_tts_worker(cfg: Config, args: argparse.Namespace) -> int:
     from agent.engines.tts.registry import create_tts
     from agent.engines.tts.server import serve
-    from agent.engines.tts.spool import Spool
 
-    serve(cfg, create_tts(cfg.tts), Spool(cfg.path(cfg.tts.spool_dir)))
+    serve(cfg.tts, create_tts(cfg.tts), cfg.path(cfg.tts.spool_dir))
     return 0
 
 

@@ -24,9 +24,15 @@ def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
     from agent.engines.tts.speaker import Speaker
     from agent.engines.tts.spool import Spool
 
-    engine = create_tts(cfg.tts)
     spool = Spool(cfg.path(cfg.tts.spool_dir))
-    speaker = Speaker(engine, spool, voice=cfg.tts.voice, max_chunk_chars=cfg.tts.max_chunk_chars)
+    if cfg.tts.worker_url == "local":
+        engine = create_tts(cfg.tts)
+        speaker = Speaker(engine, spool, voice=cfg.tts.voice, max_chunk_chars=cfg.tts.max_chunk_chars)
+    else:
+        from agent.engines.tts.remote import RemoteSpeaker, from_config
+
+        engine = from_config(cfg.tts)  # fixed prompts are synthesized once through it, then cached here
+        speaker = RemoteSpeaker(engine, spool, voice=cfg.tts.voice, max_chunk_chars=cfg.tts.max_chunk_chars)
     prompts = PromptCache(engine, cfg.path(cfg.tts.cache_dir), voice=cfg.tts.voice)
     c = cfg.controller
     prompts.warm([c.greeting, c.apology, c.transfer_notice], WARM_RATES[0])

@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,9 @@ import soundfile as sf
 from agent.config import TtsConfig
 from agent.engines.errors import EngineError, EngineUnavailable
 from agent.engines.tts.base import AudioChunk
+from agent.engines.tts.chunker import split_sentences
+from agent.engines.tts.speaker import SpokenChunk
+from agent.engines.tts.spool import Spool
 
 NAME = "tts-remote"
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
@@ -28,7 +32,7 @@ DEFAULT_RATE = 8000
 
 
 @dataclass(frozen=True)
-class SpokenChunk:
+class RemoteChunk:
     path: str  # absolute path in the spool, as the worker wrote it
     index: int
     duration_s: float
@@ -61,7 +65,7 @@ class RemoteTts:
             raise EngineUnavailable(NAME, f"no TTS worker at {self.base_url}: {exc}") from exc
 
     def speak(self, call_id: str, utt_id: str, text: str, voice: str, rate: int = DEFAULT_RATE
-              ) -> Iterator[SpokenChunk]:
+              ) -> Iterator[RemoteChunk]:
         """Yields each spooled WAV as the worker reports it. Closing the iterator early (barge-in) drops
         the connection, which stops the worker's generation for this utterance."""
         body = {"call_id": call_id, "utt_id": utt_id, "text": text, "voice": voice, "rate": rate}
@@ -79,7 +83,7 @@ class RemoteTts:
                     if line.get("done"):
                         done = True
                         break
-                    yield SpokenChunk(path=line["path"], index=int(line["index"]),
+                    yield RemoteChunk(path=line["path"], index=int(line["index"]),
                                       duration_s=float(line["duration_s"]), synth_ms=float(line["synth_ms"]))
                 if not done:
                     raise EngineError(NAME, "worker stream ended without its done line", retryable=True)
@@ -112,6 +116,29 @@ def _status_error(resp: httpx.Response) -> EngineError:
     except (ValueError, AttributeError):
         message, retryable = resp.text[:200], resp.status_code >= 500
     return EngineError(NAME, f"HTTP {resp.status_code}: {message}", retryable=retryable)
+
+
+class RemoteSpeaker:
+    """The controller's Speaker when TTS runs in `callagent tts-worker`: the same `speak()` contract, with
+    the text split here so each spooled file is tied to the sentence it speaks (heard-text tracking)."""
+
+    def __init__(self, client: RemoteTts, spool: Spool, *, voice: str, max_chunk_chars: int,
+                 first_chunk_chars: int | None = 30):
+        self.client = client
+        self.spool = spool  # shared with the worker; the controller removes a call's files at hangup
+        self.voice = voice
+        self.max_chunk_chars = max_chunk_chars
+        self.first_chunk_chars = first_chunk_chars
+
+    def speak(self, call_id: str, utt_id: str, text: str, rate: int) -> Iterator[SpokenChunk]:
+        index = 0
+        pieces = split_sentences(text, self.max_chunk_chars, first_max_chars=self.first_chunk_chars)
+        for n, piece in enumerate(pieces):
+            for k, chunk in enumerate(self.client.speak(call_id, f"{utt_id}-{n}", piece, self.voice, rate)):
+                # The sentence is credited to its first file: remote parts arrive without knowing which is last.
+                yield SpokenChunk(path=Path(chunk.path), text=piece if k == 0 else "", index=index,
+                                  duration_s=chunk.duration_s, synth_ms=chunk.synth_ms)
+                index += 1
 
 
 def from_config(cfg: TtsConfig) -> RemoteTts:

@@ -189,3 +189,26 @@ def test_synthesize_reads_the_spooled_audio_back(worker_url) -> None:
 def test_parse_speak_defaults() -> None:
     req = parse_speak(b'{"call_id": "c-1", "utt_id": "u.2", "text": "hi"}')
     assert (req.voice, req.rate) == ("", 8000)
+
+
+def test_remote_speaker_splits_sentences_and_credits_each_to_its_first_file(tmp_path: Path):
+    """The controller's side of a remote TTS: one request per sentence, paths straight from the shared spool."""
+    from agent.engines.tts.fake import FakeTts
+    from agent.engines.tts.remote import RemoteSpeaker
+    from agent.engines.tts.spool import Spool
+
+    spool_dir = tmp_path / "spool"
+    server = make_server(TtsWorker(FakeTts(), spool_dir, max_concurrent=2), ("127.0.0.1", 0))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        client = RemoteTts(f"http://127.0.0.1:{server.server_address[1]}")
+        speaker = RemoteSpeaker(client, Spool(spool_dir), voice="ko", max_chunk_chars=60)
+        chunks = list(speaker.speak("call1", "r1", "주문을 확인했습니다. 내일 도착합니다.", 8000))
+        assert [c.text for c in chunks if c.text] == ["주문을 확인했습니다.", "내일 도착합니다."]
+        assert [c.index for c in chunks] == list(range(len(chunks)))
+        for c in chunks:
+            assert c.path.parent == spool_dir / "call1" and sf.info(str(c.path)).samplerate == 8000
+        client.close()
+    finally:
+        server.shutdown()
