@@ -1,0 +1,150 @@
+"""What one simulated call recorded: wire traffic, what the caller heard and said, how it ended.
+
+Times are `time.monotonic()` seconds in the test process, so they compare directly with timestamps the
+agent under test takes in the same process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CommandRecord:
+    """A command the agent sent and what the simulator answered (reply text or api body; None = no reply)."""
+
+    t: float
+    line: str
+    headers: list[tuple[str, str]]
+    body: str | None
+    reply: str | None
+
+
+@dataclass
+class EventRecord:
+    """An event as delivered on the agent's socket (raw header values, before URL-encoding)."""
+
+    t: float
+    name: str
+    subclass: str | None
+    headers: dict[str, str]
+    body: str | None
+
+
+@dataclass
+class Heard:
+    """One playback the caller heard (or was cut off from)."""
+
+    path: str                      # file path without the {k=v} prefix
+    arg: str                       # the playback argument exactly as given
+    headers: dict[str, str]        # the {k=v} params, e.g. {"utt_id": "7", "chunk": "0"}
+    app_uuid: str
+    t_start: float
+    t_stop: float | None = None
+    status: str | None = None      # done | break
+    ms: int = 0                    # file milliseconds played (variable_playback_ms)
+    duration_ms: int = 0           # full file length
+
+
+@dataclass
+class Utterance:
+    """One thing the caller said, with the monotonic times of its first and last voiced 20 ms frame."""
+
+    text: str | None
+    path: str | None
+    injected: bool
+    duration_s: float
+    t_queued: float
+    t_first_voiced: float | None = None
+    t_last_voiced: float | None = None
+    t_end: float | None = None
+    barge_in: bool = False
+
+
+@dataclass
+class Transfer:
+    """Where the call went: by the agent (uuid_transfer / transfer app) or by the dialplan fallback."""
+
+    ext: str
+    dialplan: str
+    context: str
+    t: float
+    via: str                       # uuid_transfer | transfer_app | dialplan
+
+
+@dataclass
+class ForkLog:
+    """One mod_audio_fork bug's WebSocket."""
+
+    bugname: str
+    url: str
+    rate: int
+    metadata: str | None
+    connected: bool = False
+    connect_failed: str | None = None
+    t_connected: float | None = None
+    close_code: int | None = None
+    closed_by: str | None = None   # sim | server
+    frames_sent: int = 0           # binary WebSocket messages
+    packets_sent: int = 0          # 20 ms packets inside them
+    frames_late: int = 0           # packets sent more than one packet period after their due time
+    texts_sent: list[str] = field(default_factory=list)
+    server_texts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CallLog:
+    uuid: str
+    name: str = ""
+    commands: list[CommandRecord] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    heard: list[Heard] = field(default_factory=list)
+    utterances: list[Utterance] = field(default_factory=list)
+    dtmf: list[tuple[float, str]] = field(default_factory=list)
+    transfer: Transfer | None = None
+    channel_vars: dict[str, str] = field(default_factory=dict)
+    ended_by: str | None = None    # caller | agent_hangup | transfer | fell_through | agent_unreachable
+    fell_through: bool = False
+    hangup_cause: str | None = None
+    closed_after_hangup_complete: bool = False
+    forks: list[ForkLog] = field(default_factory=list)
+    t_start: float = 0.0
+    connected_at: float | None = None
+    answered_at: float | None = None
+    t_end: float | None = None
+    errors: list[str] = field(default_factory=list)   # script failures (timeouts, missing transfer …)
+    notes: list[str] = field(default_factory=list)    # things the simulator did not model
+
+    @property
+    def fork(self) -> ForkLog | None:
+        return self.forks[0] if self.forks else None
+
+    def api_commands(self, include_bgapi: bool = False) -> list[str]:
+        """The `api` command lines in order, without the `api ` prefix."""
+        out = []
+        for cmd in self.commands:
+            word, _, rest = cmd.line.partition(" ")
+            if word.lower() == "api" or (include_bgapi and word.lower() == "bgapi"):
+                out.append(rest)
+        return out
+
+    def events_named(self, name: str, subclass: str | None = None) -> list[EventRecord]:
+        return [e for e in self.events if e.name == name and (subclass is None or e.subclass == subclass)]
+
+    def first_event(self, name: str, after: float = 0.0, subclass: str | None = None) -> EventRecord | None:
+        return next((e for e in self.events_named(name, subclass) if e.t >= after), None)
+
+    def first_playback_start_after(self, t: float) -> Heard | None:
+        """The first playback the caller heard starting at or after monotonic time `t`."""
+        return next((h for h in self.heard if h.t_start >= t), None)
+
+    def response_latencies(self) -> list[float | None]:
+        """Per utterance: seconds from its last voiced frame to the next playback start (None if none)."""
+        out: list[float | None] = []
+        for utt in self.utterances:
+            if utt.t_last_voiced is None:
+                out.append(None)
+                continue
+            heard = self.first_playback_start_after(utt.t_last_voiced)
+            out.append(None if heard is None else heard.t_start - utt.t_last_voiced)
+        return out

@@ -1,0 +1,104 @@
+"""A whole stack on loopback for call tests: real worker, real controller, real PostgreSQL, the simulator."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.call.controller import ControllerThread
+from agent.call.session import CallDeps
+from agent.config import Config, parse_config
+from agent.dialog.policy import CallInfo, Escalate, Say
+from agent.engines.asr.fake import FakeAsr
+from agent.engines.tts.cache import PromptCache
+from agent.engines.tts.espeak import EspeakTts
+from agent.engines.tts.speaker import Speaker
+from agent.engines.tts.spool import Spool
+from agent.ops.stats import ControllerStats
+from agent.sim import FreeSwitchSim
+from agent.store.calls import CallStore
+from agent.store.db import Database
+from agent.worker.server import WorkerThread
+
+
+class EchoConversation:
+    """A tiny policy so call tests check the controller, not the dialog room."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, str]] = []
+
+    def greeting(self) -> str | None:
+        return None
+
+    def respond(self, text: str, source: str) -> Iterator[Any]:
+        if "상담원" in text:
+            yield Escalate("caller_requested", summary="고객이 상담원 연결을 요청함", priority=2)
+            return
+        yield Say(f"네, {text} 말씀이시군요.")
+        yield Say("주문하신 상품은 어제 출발했고 오늘 오후에 도착할 예정입니다. "
+                  "배송 기사님이 도착 전에 연락드릴 거예요.")
+
+    def agent_heard(self, said: str, heard: str) -> None:
+        self.heard.append((said, heard))
+
+    def summary(self) -> str:
+        return "테스트 요약"
+
+    def close(self) -> None:
+        pass
+
+
+class EchoPolicy:
+    name = "echo"
+
+    def __init__(self) -> None:
+        self.conversations: list[EchoConversation] = []
+
+    def open(self, call: CallInfo) -> EchoConversation:
+        conv = EchoConversation()
+        self.conversations.append(conv)
+        return conv
+
+
+@dataclass
+class Stack:
+    cfg: Config
+    deps: CallDeps
+    worker: WorkerThread | None
+    controller: ControllerThread
+    policy: Any
+
+    def sim(self, **kwargs: Any) -> FreeSwitchSim:
+        return FreeSwitchSim(("127.0.0.1", self.controller.port), **kwargs)
+
+    def stop(self) -> None:
+        self.controller.stop()
+        if self.worker is not None:
+            self.worker.stop()
+        self.deps.store.close()
+
+
+def make_stack(tmp_path: Path, db: Database | None, *, policy: Any = None, worker: bool = True,
+               fork_url: str | None = None, overrides: dict[str, Any] | None = None,
+               asr: Any = None) -> Stack:
+    raw: dict[str, Any] = {"worker": {"allow_text_injection": True},
+                           "controller": {"fork_connect_timeout_s": 2.0}}
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    cfg = parse_config(raw, base_dir=str(tmp_path))
+    cfg = dataclasses.replace(cfg, worker=dataclasses.replace(cfg.worker, listen=("127.0.0.1", 0)))
+    worker_thread = WorkerThread(cfg, asr or FakeAsr(text="")).start() if worker else None
+    url = fork_url or f"ws://127.0.0.1:{worker_thread.port if worker_thread else 9}"
+    cfg = dataclasses.replace(cfg, controller=dataclasses.replace(cfg.controller, fork_url=url))
+    engine = EspeakTts()
+    deps = CallDeps(
+        cfg=cfg, policy=policy or EchoPolicy(),
+        speaker=Speaker(engine, Spool(cfg.path(cfg.tts.spool_dir)), voice="ko", max_chunk_chars=60),
+        prompts=PromptCache(engine, cfg.path(cfg.tts.cache_dir), voice="ko"),
+        store=CallStore(db, cfg.path(cfg.store.spool_dir)), stats=ControllerStats(),
+    )
+    controller = ControllerThread(deps).start()
+    return Stack(cfg, deps, worker_thread, controller, deps.policy)
