@@ -1,0 +1,120 @@
+"""Per-call dialog state shared by the scripted and LLM conversations of one call: the history (only what
+the caller heard, secrets redacted), who is verified, pending slots, and what was tried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from agent.dialog import guardrails
+from agent.dialog.packs import Pack
+from agent.dialog.policy import CallInfo
+from agent.dialog.slots import birth_date, digit_runs
+
+MAX_HISTORY = 40  # messages kept for the LLM; older turns are dropped from the prompt, not the summary
+
+
+@dataclass
+class DialogState:
+    call: CallInfo
+    pack: Pack
+    clock: Callable[[], float]
+    started_at: float = 0.0
+    # OpenAI-format messages without the system prompt: user / assistant (+tool_calls) / tool.
+    history: list[dict[str, Any]] = field(default_factory=list)
+    verified_customer_id: str | None = None
+    verified_by: str | None = None
+    # Digits the caller said, kept in memory only: a tool argument that claims to come from the caller
+    # (identity check values) must be among them, so an LLM cannot invent a verification.
+    caller_digits: list[str] = field(default_factory=list)
+    caller_birth_dates: set[date] = field(default_factory=set)
+    slots: dict[str, str] = field(default_factory=dict)
+    pending: str | None = None  # the slot the agent just asked for ("order_id", "identity", …)
+    pending_intent: str | None = None
+    intents: list[str] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)  # short Korean notes for the summary: "주문 조회 성공"
+    last_filler: str | None = None
+    # Set for a turn that tried a prompt injection: every writing tool refuses during that turn.
+    writes_blocked: bool = False
+    return_requested: bool = False
+    turns: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.started_at:
+            self.started_at = self.clock()
+
+    # --- caller side -------------------------------------------------------------------------------
+    def add_caller(self, text: str) -> str:
+        """Records a caller turn; returns the redacted text that is stored (and may be sent to an LLM)."""
+        self.turns += 1
+        self.caller_digits.extend(digit_runs(text))
+        born = birth_date(text)
+        if born is not None:
+            self.caller_birth_dates.add(born)
+        safe = guardrails.redact(text)
+        self.history.append({"role": "user", "content": safe})
+        self._trim()
+        return safe
+
+    def caller_said_digits(self, digits: str) -> bool:
+        """True when `digits` (≥4) occur in something the caller said this call."""
+        d = "".join(ch for ch in digits if ch.isdigit())
+        return len(d) >= 4 and any(d in run for run in self.caller_digits)
+
+    def caller_texts(self) -> list[str]:
+        return [m["content"] for m in self.history if m["role"] == "user"]
+
+    # --- agent side --------------------------------------------------------------------------------
+    def begin_agent(self) -> dict[str, Any]:
+        """Opens the agent's message for this turn; Says are appended as they are yielded, so a barge-in
+        or an abandoned generator leaves exactly what was spoken."""
+        msg: dict[str, Any] = {"role": "assistant", "content": ""}
+        self.history.append(msg)
+        return msg
+
+    def add_agent(self, text: str, msg: dict[str, Any] | None = None) -> None:
+        if msg is None:
+            msg = self.begin_agent()
+        msg["content"] = (msg["content"] + " " + text).strip() if msg["content"] else text
+
+    def agent_heard(self, said: str, heard: str) -> None:
+        """Keeps only `heard` of the agent message that contained `said`; later text was never played."""
+        for i in range(len(self.history) - 1, -1, -1):
+            msg = self.history[i]
+            content = msg.get("content") or ""
+            if msg["role"] != "assistant" or not content:
+                continue
+            at = content.find(said) if said else -1
+            if at < 0:
+                continue
+            msg["content"] = (content[:at] + heard).strip()
+            if not msg["content"] and not msg.get("tool_calls"):
+                del self.history[i]
+            return
+
+    def agent_texts(self) -> list[str]:
+        return [m["content"] for m in self.history if m["role"] == "assistant" and m.get("content")]
+
+    # --- bookkeeping -------------------------------------------------------------------------------
+    def note(self, what: str) -> None:
+        if not self.tried or self.tried[-1] != what:
+            self.tried.append(what)
+
+    def verify(self, customer_id: str, how: str) -> None:
+        self.verified_customer_id = customer_id
+        self.verified_by = how
+        self.note("본인 확인 완료")
+
+    def elapsed_s(self) -> float:
+        return self.clock() - self.started_at
+
+    def _trim(self) -> None:
+        if len(self.history) > MAX_HISTORY:
+            cut = len(self.history) - MAX_HISTORY
+            # Never start the window on a tool result whose assistant tool_call was dropped.
+            while cut < len(self.history) and self.history[cut]["role"] == "tool":
+                cut += 1
+            del self.history[:cut]
