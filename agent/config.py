@@ -150,13 +150,14 @@ class ControllerConfig:
     )
     apology: str = "죄송합니다. 지금 연결에 문제가 있어 상담원에게 바로 연결해 드리겠습니다."
     transfer_notice: str = "상담원에게 연결해 드리겠습니다. 잠시만 기다려 주세요."
+    no_input_prompt: str = "여보세요? 듣고 계시면 말씀해 주세요."
     human_extension: str = "human"
     human_dialplan: str = "XML"
     human_context: str = "ai_escalation"
     dtmf_human_digit: str = "0"
     # The worker must say "connected" within this time or the caller is handed to a human.
     fork_connect_timeout_s: float = 3.0
-    # No transcript for this long while the caller is silent: prompt once, then hand off.
+    # Caller silent this long after the agent stopped talking: prompt once, then hand off to a human.
     no_input_timeout_s: float = 20.0
     turn_timeout_s: float = 8.0
 
@@ -244,6 +245,7 @@ def _controller(s: Section) -> ControllerConfig:
         greeting=s.str("greeting", d.greeting),
         apology=s.str("apology", d.apology),
         transfer_notice=s.str("transfer_notice", d.transfer_notice),
+        no_input_prompt=s.str("no_input_prompt", d.no_input_prompt),
         human_extension=s.str("human_extension", d.human_extension),
         human_dialplan=s.str("human_dialplan", d.human_dialplan),
         human_context=s.str("human_context", d.human_context),
@@ -252,7 +254,7 @@ def _controller(s: Section) -> ControllerConfig:
         no_input_timeout_s=s.float("no_input_timeout_s", d.no_input_timeout_s, lo=1, hi=600),
         turn_timeout_s=s.float("turn_timeout_s", d.turn_timeout_s, lo=0.5, hi=120),
     )
-    for name in ("greeting", "apology", "transfer_notice"):
+    for name in ("greeting", "apology", "transfer_notice", "no_input_prompt"):
         if not getattr(cfg, name).strip():
             raise ConfigError(s.key(name), "must not be empty: the caller would hear silence")
     s.done()

@@ -62,6 +62,8 @@ class CallSession:
         self.hangup_cause: str | None = None
         self.asr_errors = 0
         self.t_answer: float | None = None
+        self.last_activity = time.monotonic()  # caller speech, DTMF, or the agent finishing a sentence
+        self.reprompted = False
 
     @property
     def uuid(self) -> str:
@@ -156,6 +158,7 @@ class CallSession:
         if name in ("PLAYBACK_START", "PLAYBACK_STOP"):
             self._on_playback(ev, name == "PLAYBACK_START")
         elif name == "DTMF":
+            self._caller_active()
             digit = ev.get("DTMF-Digit")
             self.record.event("dtmf", digit=digit)
             if digit == self.cfg.dtmf_human_digit and self.state == "active":
@@ -201,7 +204,12 @@ class CallSession:
             elif kind == "asr_error":
                 self._on_asr_error(body)
 
+    def _caller_active(self) -> None:
+        self.last_activity = time.monotonic()
+        self.reprompted = False
+
     def _on_speech_started(self, body: dict[str, Any]) -> None:
+        self._caller_active()
         if self.state != "active" or not self.playout.interruptible_now:
             return
         t0 = time.monotonic()
@@ -218,6 +226,7 @@ class CallSession:
 
     def _on_transcript(self, data: dict[str, Any]) -> None:
         text = str(data.get("text", "")).strip()
+        self._caller_active()
         if not text or self.state != "active":
             return
         self.asr_errors = 0
@@ -250,10 +259,30 @@ class CallSession:
             self._worker_lost(f"fork start refused: {reply.strip()}")
             return
         self.group.spawn(self._fork_watchdog)
+        self.group.spawn(self._silence_watchdog)
 
     def _fork_watchdog(self) -> None:
         if not self.fork_connected.wait(self.cfg.fork_connect_timeout_s):
             self._worker_lost("no connect from the worker")
+
+    def _silence_watchdog(self) -> None:
+        """Dead air from the caller's side: ask once, then hand the call to a human."""
+        limit = self.cfg.no_input_timeout_s
+        while self.state == "active":
+            gevent.sleep(min(1.0, limit / 4))
+            busy = self.playout.speaking or (self.turn is not None and not self.turn.done)
+            if busy:
+                self.last_activity = time.monotonic()
+                continue
+            if time.monotonic() - self.last_activity < limit:
+                continue
+            self.record.event("no_input", reprompted=self.reprompted)
+            if self.reprompted:
+                self.escalate("no_input")
+                return
+            self.reprompted = True
+            self.say_prompt(self.cfg.no_input_prompt)
+            self.last_activity = time.monotonic()
 
     def _worker_lost(self, reason: str) -> None:
         self.record.event("fork_failed", reason=reason)

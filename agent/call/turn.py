@@ -43,6 +43,7 @@ class Turn:
         self.t_first_broadcast: float | None = None
         self.engine_ms = 0.0  # time inside the policy and TTS before the first broadcast
         self._says = 0
+        self.done = False
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -74,6 +75,7 @@ class Turn:
             self.handle.synthesis_done = True
             s.check_finished(self.handle)
             self._record(agent_seq, started_at, tools)
+            self.done = True
         if isinstance(outcome, Escalate):
             s.escalate(outcome.reason, outcome.summary, outcome.priority)
         elif isinstance(outcome, EndCall):

@@ -104,3 +104,18 @@ def test_over_capacity_returns_the_call_to_the_dialplan(tmp_path, db):
     finally:
         time.sleep(0.1)
         stack.stop()
+
+
+def test_silent_caller_is_prompted_once_then_handed_to_a_human(tmp_path, db):
+    stack = make_stack(tmp_path, db, overrides={"controller": {"no_input_timeout_s": 1.5}})
+    try:
+        (log,) = stack.sim(speed=SPEED).run_calls([CallScript(steps=[{"expect_transfer": {"timeout_s": 30}}])])
+        assert not log.errors, log.errors
+        assert f"uuid_setvar {log.uuid} escalation_reason no_input" in log.api_commands()
+        assert stack.deps.store.flush(10)
+        (call,) = list_calls(db, 1)
+        agent_texts = [t["text"] for t in call["turns"] if t["speaker"] == "agent"]
+        assert agent_texts[0] == stack.cfg.controller.no_input_prompt  # asked once before giving up
+        assert [e["detail"]["reprompted"] for e in call["events"] if e["kind"] == "no_input"] == [False, True]
+    finally:
+        stack.stop()
