@@ -22,6 +22,7 @@ from agent.engines.errors import EngineError
 from agent.media import fork_protocol as proto
 from agent.media.endpointing import Endpointer, Event, SpeechEnded, SpeechStarted
 from agent.media.vad import FRAME_MS, Vad, WebRtcVad, frame_bytes
+from agent.worker.partials import PartialRelay
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +109,19 @@ class CallSession:
         self._injection: str | None = None
         # Utterances go to ASR one at a time, so transcripts leave in utterance order.
         self._queue: asyncio.Queue[tuple[SpeechEnded, str | None]] = asyncio.Queue()
+        self._utterance = 0
+        self._partials = (PartialRelay(engine, self._context, meta.rate, executor, self._send, lambda: self._utterance)
+                          if PartialRelay.supported(engine) else None)
 
     async def run(self) -> None:
         asr_task = asyncio.create_task(self._asr_loop(), name=f"asr-{self.meta.call_id}")
+        if self._partials is not None:
+            await self._partials.start()
         try:
             async for message in self._ws:
                 if isinstance(message, bytes):
+                    if self._partials is not None:
+                        self._partials.feed(message)
                     # A zero-length binary frame is mod_audio_fork's graceful-shutdown: "flush your finals".
                     events = self._stream.feed(message) if message else self._stream.flush()
                     for event in events:
@@ -124,11 +132,14 @@ class CallSession:
             pass  # hangup: FreeSWITCH closes without a close frame
         finally:
             # The caller is gone: results still pending have nowhere to go.
+            if self._partials is not None:
+                self._partials.close()
             asr_task.cancel()
             await asyncio.gather(asr_task, return_exceptions=True)
 
     async def _on_event(self, event: Event) -> None:
         if isinstance(event, SpeechStarted):
+            self._utterance = event.utterance
             await self._send(proto.speech_started(event.utterance, event.at))
             return
         self._stats.utterances += 1
