@@ -111,8 +111,10 @@ class Section:
     def section(self, name: str) -> Section:
         return Section(self.mapping(name), self.key(name))
 
-    def host_port(self, name: str, default: Any = _MISSING) -> tuple[str, int]:
+    def host_port(self, name: str, default: Any = _MISSING) -> Any:
         value = self.str(name, default)
+        if value is None:
+            return None
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(self.key(name), f"must be host:port, got {value!r}")
@@ -160,6 +162,7 @@ class ControllerConfig:
     # Caller silent this long after the agent stopped talking: prompt once, then hand off to a human.
     no_input_timeout_s: float = 20.0
     turn_timeout_s: float = 8.0
+    metrics_listen: tuple[str, int] | None = None  # Prometheus /metrics, off unless set
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ class WorkerConfig:
     # Lets a test or demo caller deliver a transcript as text (marked `text-injected`); off in production.
     allow_text_injection: bool = False
     hotwords_dir: str = "hotwords"
+    metrics_listen: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,7 @@ def _controller(s: Section) -> ControllerConfig:
         fork_connect_timeout_s=s.float("fork_connect_timeout_s", d.fork_connect_timeout_s, lo=0.1, hi=30),
         no_input_timeout_s=s.float("no_input_timeout_s", d.no_input_timeout_s, lo=1, hi=600),
         turn_timeout_s=s.float("turn_timeout_s", d.turn_timeout_s, lo=0.5, hi=120),
+        metrics_listen=s.host_port("metrics_listen", None),
     )
     for name in ("greeting", "apology", "transfer_notice", "no_input_prompt"):
         if not getattr(cfg, name).strip():
@@ -296,6 +301,7 @@ def _worker(s: Section) -> WorkerConfig:
         asr_timeout_s=asr.float("timeout_s", d.asr_timeout_s, lo=0.5, hi=120),
         allow_text_injection=s.bool("allow_text_injection", d.allow_text_injection),
         hotwords_dir=s.str("hotwords_dir", d.hotwords_dir),
+        metrics_listen=s.host_port("metrics_listen", None),
     )
     asr.done()
     s.done()

@@ -330,6 +330,8 @@ class CallSession:
         if self.state != "active":
             return
         self.state = "escalating"
+        if self.deps.stats is not None:
+            self.deps.stats.escalations[reason] += 1
         if self.turn is not None and self.turn.greenlet is not gevent.getcurrent():
             self.turn.cancel()
         self.group.spawn(self._escalate, reason, summary, priority, failure)

@@ -23,10 +23,12 @@ def _db(cfg: Config, migrate: bool = True):
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from agent.call.controller import Controller
+    from agent.ops.metrics import ControllerCollector, serve_metrics
     from agent.ops.runtime import build_call_deps
 
-    deps = build_call_deps(cfg, _db(cfg))
-    Controller(deps).serve_forever()
+    controller = Controller(build_call_deps(cfg, _db(cfg)))
+    serve_metrics(ControllerCollector(controller), cfg.controller.metrics_listen)
+    controller.serve_forever()
     return 0
 
 

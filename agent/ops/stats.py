@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 class ControllerStats:
     turns: int = 0
     barge_ins: int = 0
+    escalations: Counter[str] = field(default_factory=Counter)
     overhead_ms: list[float] = field(default_factory=list)
     first_audio_ms: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -129,8 +129,13 @@ async def serve(cfg: Config, engine: AsrEngine | None = None, *, ready: asyncio.
     own_engine = engine is None
     if engine is None:
         engine = create_asr(cfg.worker)
+    worker = Worker(cfg, engine)
+    if cfg.worker.metrics_listen is not None:
+        from agent.ops.metrics import WorkerCollector, serve_metrics
+
+        serve_metrics(WorkerCollector(worker.stats), cfg.worker.metrics_listen)
     try:
-        await Worker(cfg, engine).run(ready)
+        await worker.run(ready)
     finally:
         if own_engine:
             engine.close()
