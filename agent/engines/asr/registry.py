@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from agent.config import ConfigError, WorkerConfig
+from agent.config import WorkerConfig
 from agent.engines.asr.base import AsrEngine
-from agent.engines.errors import EngineUnavailable
+from agent.engines.loading import import_engine, with_fallback
 
 log = logging.getLogger(__name__)
 
@@ -28,29 +27,11 @@ FALLBACK_ENGINE = "vosk"
 fallbacks: dict[str, int] = {}
 
 
-def options_key(name: str) -> str:
-    return f"worker.asr.engines.{name}"
-
-
 def create_engine(name: str, options: Mapping[str, Any]) -> AsrEngine:
-    """Imports and builds one engine; an engine whose module cannot be imported is EngineUnavailable."""
-    if name not in ENGINES:
-        raise ConfigError("worker.asr.engine", f"unknown ASR engine {name!r}; known: {', '.join(ENGINES)}")
-    try:
-        module = importlib.import_module(ENGINES[name])
-    except ImportError as exc:
-        raise EngineUnavailable(name, f"module {ENGINES[name]} is not importable: {exc}") from exc
-    return module.create(options, options_key(name))
+    return import_engine(ENGINES, name, options, config_key="worker.asr.engine", options_prefix="worker.asr.engines")
 
 
 def create_asr(cfg: WorkerConfig) -> AsrEngine:
     """The configured engine, or Vosk if that one is unavailable (never a crash loop over a missing GPU)."""
-    name = cfg.asr_engine
-    try:
-        return create_engine(name, cfg.asr_options.get(name, {}))
-    except EngineUnavailable as exc:
-        if name == FALLBACK_ENGINE:
-            raise
-        fallbacks[name] = fallbacks.get(name, 0) + 1
-        log.warning("ASR engine %r is unavailable (%s); FALLING BACK to %r", name, exc, FALLBACK_ENGINE)
-    return create_engine(FALLBACK_ENGINE, cfg.asr_options.get(FALLBACK_ENGINE, {}))
+    return with_fallback(cfg.asr_engine, FALLBACK_ENGINE, lambda n: create_engine(n, cfg.asr_options.get(n, {})),
+                         fallbacks, log, "Accuracy drops to the CPU engine's until this is fixed.")
