@@ -120,6 +120,15 @@ class Section:
             raise ConfigError(self.key(name), f"must be host:port, got {value!r}")
         return host, int(port)
 
+    def url(self, name: str, default: Any = _MISSING) -> Any:
+        """An http(s):// URL without a trailing slash."""
+        value = self.str(name, default)
+        if value is None:
+            return value
+        if not value.startswith(("http://", "https://")):
+            raise ConfigError(self.key(name), f"must be an http(s):// URL, got {value!r}")
+        return value.rstrip("/")
+
     def secret(self, name: str, default_env: str | None = None) -> str | None:
         """Reads `<name>_env` (the variable's name) and returns the variable's value, or None if unset."""
         env_name = self.str(f"{name}_env", default_env)

@@ -71,18 +71,11 @@ class DialogSettings:
     max_say_chars: int = 60
 
 
-def _url(s: Section, name: str, default: str | None) -> str | None:
-    value = s.str(name, default)
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise ConfigError(s.key(name), f"must be an http(s):// URL, got {value!r}")
-    return value
-
-
 def _llm(s: Section, policy: str) -> LlmSettings:
     d = LlmSettings()
     cfg = LlmSettings(
         model=s.str("model", d.model),
-        api_base=_url(s, "api_base", d.api_base),
+        api_base=s.url("api_base", d.api_base),
         api_key_env=s.str("api_key_env", d.api_key_env),
         timeout_s=s.float("timeout_s", d.timeout_s, lo=0.5, hi=120),
         temperature=s.float("temperature", d.temperature, lo=0, hi=2),
@@ -99,7 +92,7 @@ def _crm(s: Section) -> CrmSettings:
     d = CrmSettings()
     cfg = CrmSettings(
         kind=s.choice("kind", CRM_KINDS, d.kind),
-        base_url=_url(s, "base_url", d.base_url),
+        base_url=s.url("base_url", d.base_url),
         auth_header=s.str("auth_header", d.auth_header),
         auth_env=s.str("auth_env", d.auth_env),
         timeout_s=s.float("timeout_s", d.timeout_s, lo=0.1, hi=60),
@@ -116,7 +109,7 @@ def _kb(s: Section) -> KbSettings:
     d = KbSettings()
     cfg = KbSettings(
         embedding_model=s.str("embedding_model", d.embedding_model),
-        api_base=_url(s, "api_base", d.api_base),
+        api_base=s.url("api_base", d.api_base),
         api_key_env=s.str("api_key_env", d.api_key_env),
         top_k=s.int("top_k", d.top_k, lo=1, hi=20),
         index_pack_kb=s.bool("index_pack_kb", d.index_pack_kb),

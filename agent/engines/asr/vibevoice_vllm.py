@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from agent.config import ConfigError, Section
+from agent.config import Section
 from agent.engines.asr import vibevoice_format as fmt
 from agent.engines.asr.base import AsrContext, AsrResult
 from agent.engines.errors import EngineError, EngineUnavailable
@@ -55,9 +55,7 @@ class VllmAsrOptions:
 def parse_options(options: Mapping[str, Any], key: str) -> VllmAsrOptions:
     s = Section(options, key)
     d = VllmAsrOptions()
-    base_url = s.str("base_url", d.base_url).rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(s.key("base_url"), "must be an http(s):// URL")
+    base_url = s.url("base_url", d.base_url)
     opts = VllmAsrOptions(
         base_url=base_url,
         model=s.str("model", d.model),
