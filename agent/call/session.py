@@ -292,14 +292,20 @@ class CallSession:
 
     # speaking -----------------------------------------------------------------------------------------
 
-    def broadcast(self, handle: SpeechHandle, text: str, path: str, duration_s: float) -> None:
+    def queue_playback(self, handle: SpeechHandle, text: str, path: str, duration_s: float) -> None:
+        """Queues one chunk behind what is already playing (freeswitch.md §1.6, §4 "recommended TTS path").
+
+        sendmsg playback with event-lock plays queued chunks strictly in order, like uuid_broadcast, but
+        without the 5 lead frames uuid_broadcast reads first: 100 ms less before each chunk starts.
+        """
         chunk = handle.add(text, path, duration_s)
-        self.conn.api(cmd.uuid_broadcast(self.uuid, path, {"utt_id": handle.utt_id, "chunk": chunk.index}))
+        arg = cmd.playback_path(path, {"utt_id": handle.utt_id, "chunk": chunk.index})
+        self.conn.sendmsg("playback", arg, event_lock=True, app_uuid=f"{self.uuid}-{handle.utt_id}-{chunk.index}")
 
     def play_file(self, text: str, path: Any, *, kind: str, interruptible: bool) -> SpeechHandle:
         handle = self.playout.new(kind, interruptible)
         self._finished[handle.utt_id] = GEvent()
-        self.broadcast(handle, text, str(path), soundfile.info(str(path)).duration)
+        self.queue_playback(handle, text, str(path), soundfile.info(str(path)).duration)
         handle.synthesis_done = True
         return handle
 

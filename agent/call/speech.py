@@ -1,6 +1,6 @@
-"""Speech handles: one per agent utterance, tracking its chunks from broadcast to PLAYBACK_STOP.
+"""Speech handles: one per agent utterance, tracking its chunks from queueing to PLAYBACK_STOP.
 
-Pure state (times are passed in). Each chunk is broadcast as `{utt_id=…,chunk=…}/file.wav`, and FreeSWITCH echoes
+Pure state (times are passed in). Each chunk is played as `{utt_id=…,chunk=…}/file.wav`, and FreeSWITCH echoes
 those tags on PLAYBACK_START/STOP (freeswitch.md §1.8), which is how a stop is matched to its chunk. What the caller
 heard is the text of the chunks that played to the end, plus the played share of a chunk cut by barge-in
 (`Playback-Status: break`, §9: EXECUTE_COMPLETE says FILE PLAYED either way).

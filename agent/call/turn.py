@@ -1,8 +1,8 @@
-"""One caller turn: transcript → dialog events → speakable chunks → TTS → queued broadcasts, with its timings.
+"""One caller turn: transcript → dialog events → speakable chunks → TTS → queued playbacks, with its timings.
 
 Latency parts stored per agent turn (docs/benchmarks.md defines them): dialog_ms (transcript in → first
 speakable text), tts_ms (→ first chunk written), first_audio_ms (→ PLAYBACK_START), and overhead_ms: the
-controller's own time, i.e. transcript in → first uuid_broadcast sent, minus time spent inside the engines.
+controller's own time, i.e. transcript in → first playback queued, minus time spent inside the engines.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class Turn:
         self.handle = session.new_handle("reply")
         self.t_first_say: float | None = None
         self.t_first_chunk: float | None = None
-        self.t_first_broadcast: float | None = None
-        self.engine_ms = 0.0  # time inside the policy and TTS before the first broadcast
+        self.t_first_queued: float | None = None
+        self.engine_ms = 0.0  # time inside the policy and TTS before the first playback is queued
         self._says = 0
         self.done = False
 
@@ -87,7 +87,7 @@ class Turn:
         events = s.conv.respond(text, self.data.get("source", "asr"))
         try:
             for event, ms in iterate_in_thread(events, timeout=s.cfg.turn_timeout_s):
-                if self.t_first_broadcast is None:
+                if self.t_first_queued is None:
                     self.engine_ms += ms
                 if self.cancelled:
                     break
@@ -120,16 +120,16 @@ class Turn:
             if self.t_first_chunk is None:
                 self.t_first_chunk = time.monotonic()
                 self.engine_ms += ms
-            s.broadcast(self.handle, spoken.text, str(spoken.path), spoken.duration_s)
-            if self.t_first_broadcast is None:
-                self.t_first_broadcast = time.monotonic()
+            s.queue_playback(self.handle, spoken.text, str(spoken.path), spoken.duration_s)
+            if self.t_first_queued is None:
+                self.t_first_queued = time.monotonic()
 
     def _record(self, seq: int, started_at: str, tools: list[dict[str, Any]]) -> None:
         s, h = self.session, self.handle
         if not h.chunks:
             return
         heard = h.heard()
-        overhead = _ms(self.t_in, self.t_first_broadcast)
+        overhead = _ms(self.t_in, self.t_first_queued)
         detail: dict[str, Any] = {"utt_id": h.utt_id, "tools": tools}
         if overhead is not None:
             detail["overhead_ms"] = round(max(0.0, overhead - self.engine_ms), 2)

@@ -42,10 +42,6 @@ def playback_path(path: str, tags: Mapping[str, str | int]) -> str:
     return _token(f"{{{inner}}}{path}" if inner else path, "playback path")
 
 
-def uuid_broadcast(uuid: str, path: str, tags: Mapping[str, str | int]) -> str:
-    return f"uuid_broadcast {_token(uuid, 'uuid')} {playback_path(path, tags)} aleg"
-
-
 def uuid_break(uuid: str) -> str:
     # `all` also flushes queued private events; without it the next queued chunk would start (§4).
     return f"uuid_break {_token(uuid, 'uuid')} all"

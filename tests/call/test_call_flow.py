@@ -41,9 +41,12 @@ def test_full_call_greeting_turn_barge_in_dtmf_transfer(stack, db):
     assert lines[:4] == ["connect", "myevents", lines[2], "linger 30"]
     assert lines[2].startswith("event plain PLAYBACK_START PLAYBACK_STOP DTMF")
     assert lines[4] == "sendmsg" and dict(log.commands[4].headers)["execute-app-name"] == "answer"
+    greeting = dict(log.commands[5].headers)
+    assert lines[5] == "sendmsg" and greeting["execute-app-name"] == "playback"
+    assert greeting["execute-app-arg"].startswith("{utt_id=g1,chunk=0}/") and greeting["event-lock"] == "true"
+    assert greeting["Event-UUID"] == f"{uuid}-g1-0"
     api = _api(log)
-    assert api[0].startswith(f"uuid_broadcast {uuid} {{utt_id=g1,chunk=0}}") and api[0].endswith(" aleg")
-    assert api[1].startswith(f"uuid_audio_fork {uuid} start ws://127.0.0.1:") and " mono 16k callagent '" in api[1]
+    assert api[0].startswith(f"uuid_audio_fork {uuid} start ws://127.0.0.1:") and " mono 16k callagent '" in api[0]
     assert log.fork.connected and '"industry":"ecommerce"' in log.fork.metadata
 
     # The greeting played to the end; the first reply was cut by the barge-in with `uuid_break … all`.

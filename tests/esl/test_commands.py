@@ -21,12 +21,12 @@ def test_metadata_with_spaces_or_quotes_is_refused():
         cmd.fork_metadata({"tenant": "it's"})
 
 
-def test_broadcast_tags_and_break_all():
-    assert cmd.uuid_broadcast(UUID, "/var/spool/r1-1-0.wav", {"utt_id": "r1", "chunk": 0}) == \
-        f"uuid_broadcast {UUID} {{utt_id=r1,chunk=0}}/var/spool/r1-1-0.wav aleg"
+def test_playback_tags_and_break_all():
+    assert cmd.playback_path("/var/spool/r1-1-0.wav", {"utt_id": "r1", "chunk": 0}) == \
+        "{utt_id=r1,chunk=0}/var/spool/r1-1-0.wav"
     assert cmd.uuid_break(UUID) == f"uuid_break {UUID} all"
     with pytest.raises(ValueError):
-        cmd.uuid_broadcast(UUID, "/tmp/has space.wav", {})
+        cmd.playback_path("/tmp/has space.wav", {})
 
 
 def test_setvar_value_is_one_clean_line():
