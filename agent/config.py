@@ -181,6 +181,9 @@ class VadConfig:
     end_silence_ms: int = 800
     prefix_pad_ms: int = 200
     max_utterance_s: float = 30.0
+    # ASR starts speculatively after this much silence; if the caller stays silent until end_silence_ms
+    # the result is ready at once (0 = off). Never affects what is transcribed, only when.
+    speculative_ms: int = 300
 
 
 @dataclass(frozen=True)
@@ -283,8 +286,11 @@ def _vad(s: Section) -> VadConfig:
         end_silence_ms=s.int("end_silence_ms", d.end_silence_ms, lo=100, hi=5000),
         prefix_pad_ms=s.int("prefix_pad_ms", d.prefix_pad_ms, lo=0, hi=2000),
         max_utterance_s=s.float("max_utterance_s", d.max_utterance_s, lo=1, hi=300),
+        speculative_ms=s.int("speculative_ms", d.speculative_ms, lo=0, hi=5000),
     )
-    for name in ("min_speech_ms", "end_silence_ms", "prefix_pad_ms"):
+    if cfg.speculative_ms and cfg.speculative_ms >= cfg.end_silence_ms:
+        raise ConfigError(s.key("speculative_ms"), "must be below end_silence_ms (or 0 to turn it off)")
+    for name in ("min_speech_ms", "end_silence_ms", "prefix_pad_ms", "speculative_ms"):
         if getattr(cfg, name) % 20:
             raise ConfigError(s.key(name), "must be a multiple of 20 (the frame length in ms)")
     s.done()

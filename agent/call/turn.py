@@ -55,7 +55,7 @@ class Turn:
         s.record.turn(
             s.record.next_turn_seq(), "caller", text, started_at=now_utc(), source=data.get("source", "asr"),
             engine=data.get("engine"), eos_wait_ms=data.get("eos_wait_ms"), asr_ms=data.get("asr_ms"),
-            detail={k: data.get(k) for k in ("utterance", "start", "end")},
+            detail={k: data.get(k) for k in ("utterance", "start", "end", "asr_wait_ms")},
         )
         agent_seq = s.record.next_turn_seq()
         started_at = now_utc()

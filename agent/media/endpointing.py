@@ -47,7 +47,21 @@ class SpeechEnded:
         return round((self.decided_at - self.end) * 1000)
 
 
-Event = SpeechStarted | SpeechEnded
+@dataclass(frozen=True)
+class SpeechPaused:
+    """Silence reached `speculative_ms` inside an utterance: its audio so far, for a speculative ASR pass.
+
+    If the utterance then ends with no further voiced frame, the SpeechEnded audio is byte-identical (same
+    last voiced frame, same trailing pad), so the speculative result can be used at once.
+    """
+
+    utterance: int
+    end: float  # end of the last voiced frame
+    audio_start: float
+    pcm: bytes
+
+
+Event = SpeechStarted | SpeechPaused | SpeechEnded
 
 
 class Endpointer:
@@ -62,6 +76,8 @@ class Endpointer:
         self._max_frames = max(1, round(cfg.max_utterance_s * 1000 / frame_ms))
         self._gap_frames = max(1, math.ceil(start_gap_ms / frame_ms))
         self._trail_frames = trailing_pad_ms // frame_ms
+        # 0 disables; never shorter than the trailing pad, so the paused audio equals the final audio.
+        self._spec_frames = max(cfg.speculative_ms // frame_ms, self._trail_frames) if cfg.speculative_ms else 0
         self._state = State.QUIET
         self._utterance = 0
         # (start time, frame) pairs: the prefix ring while QUIET, the candidate/utterance afterwards.
@@ -104,6 +120,8 @@ class Endpointer:
             return []
         if self._gap >= self._end_frames:
             return [self._finish(t + self._frame_s, forced=False)]
+        if self._gap and self._gap == self._spec_frames:
+            return [self._pause()]
         if len(self._buf) - self._onset_idx >= self._max_frames:
             return [self._finish(t + self._frame_s, forced=True)]
         return []
@@ -139,9 +157,20 @@ class Endpointer:
         self._pre.extend(self._buf)  # the ring keeps only the newest frames
         self._buf = []
 
+    def _cut(self) -> int:
+        return min(self._last_voiced_idx + 1 + self._trail_frames, len(self._buf))
+
+    def _pause(self) -> SpeechPaused:
+        return SpeechPaused(
+            utterance=self._utterance,
+            end=self._buf[self._last_voiced_idx][0] + self._frame_s,
+            audio_start=self._buf[0][0],
+            pcm=b"".join(f for _, f in self._buf[:self._cut()]),
+        )
+
     def _finish(self, decided_at: float, *, forced: bool) -> SpeechEnded:
         last_t = self._buf[self._last_voiced_idx][0]
-        cut = min(self._last_voiced_idx + 1 + self._trail_frames, len(self._buf))
+        cut = self._cut()
         event = SpeechEnded(
             utterance=self._utterance,
             start=self._onset_t,

@@ -145,8 +145,10 @@ def speech_ended(utterance: int, start: float, end: float) -> str:
 
 def transcript(utterance: int, text: str, *, source: str, engine: str, start: float, end: float,
                eos_wait_ms: float, asr_ms: float, segments: Sequence[AsrSegment] = (),
-               final: bool = True) -> str:
-    """`segments` carry stream seconds (the caller adds the utterance's audio offset)."""
+               final: bool = True, asr_wait_ms: float | None = None) -> str:
+    """`segments` carry stream seconds (the caller adds the utterance's audio offset). `asr_wait_ms` is how
+    long the transcript took after the end of speech was decided: less than `asr_ms` when ASR started
+    speculatively during the silence."""
     data = {
         "event": "transcript",
         "utterance": utterance,
@@ -158,6 +160,7 @@ def transcript(utterance: int, text: str, *, source: str, engine: str, start: fl
         "end": _s(end),
         "eos_wait_ms": round(eos_wait_ms),
         "asr_ms": round(asr_ms),
+        "asr_wait_ms": round(asr_ms if asr_wait_ms is None else asr_wait_ms),
         "segments": [
             {"text": seg.text, "start": _s(seg.start), "end": _s(seg.end), "speaker": seg.speaker}
             for seg in segments

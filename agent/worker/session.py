@@ -20,12 +20,14 @@ from agent.config import VadConfig
 from agent.engines.asr.base import AsrContext, AsrEngine, AsrSegment
 from agent.engines.errors import EngineError
 from agent.media import fork_protocol as proto
-from agent.media.endpointing import Endpointer, Event, SpeechEnded, SpeechStarted
+from agent.media.endpointing import Endpointer, Event, SpeechEnded, SpeechPaused, SpeechStarted
 from agent.media.vad import FRAME_MS, Vad, WebRtcVad, frame_bytes
 from agent.worker.partials import PartialRelay
 
 log = logging.getLogger(__name__)
 
+# A speculative ASR pass: (perf_counter when it started, its executor future).
+Speculative = tuple[float, "asyncio.Future"]
 SEND_TIMEOUT_S = 5.0  # a peer that stops reading for this long is treated as gone
 INJECTED_ENGINE = "text-injected"
 
@@ -47,6 +49,8 @@ class WorkerStats:
     asr_errors: int = 0
     asr_timeouts: int = 0
     injected: int = 0
+    speculative_used: int = 0  # finals whose ASR had already run during the silence
+    speculative_wasted: int = 0  # speculative passes dropped because the caller spoke again
     errors: int = 0  # protocol violations and failed sends
 
     def as_dict(self) -> dict[str, float]:
@@ -108,8 +112,10 @@ class CallSession:
         self._context = AsrContext(hotwords=hotwords, language=meta.lang, call_id=meta.call_id)
         self._injection: str | None = None
         # Utterances go to ASR one at a time, so transcripts leave in utterance order.
-        self._queue: asyncio.Queue[tuple[SpeechEnded, str | None]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[SpeechEnded, str | None, Speculative | None]] = asyncio.Queue()
         self._utterance = 0
+        # (utterance, end of its last voiced frame, perf_counter at start, future) of the speculative pass.
+        self._speculative: tuple[int, float, float, asyncio.Future] | None = None
         self._partials = (PartialRelay(engine, self._context, meta.rate, executor, self._send, lambda: self._utterance)
                           if PartialRelay.supported(engine) else None)
 
@@ -138,6 +144,15 @@ class CallSession:
             await asyncio.gather(asr_task, return_exceptions=True)
 
     async def _on_event(self, event: Event) -> None:
+        if isinstance(event, SpeechPaused):
+            if self._injection is None:
+                self._discard_speculative()
+                started = time.perf_counter()
+                future = asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._engine.transcribe, np.frombuffer(event.pcm, dtype="<i2"),
+                    self.meta.rate, self._context)
+                self._speculative = (event.utterance, event.end, started, future)
+            return
         if isinstance(event, SpeechStarted):
             self._utterance = event.utterance
             await self._send(proto.speech_started(event.utterance, event.at))
@@ -145,7 +160,8 @@ class CallSession:
         self._stats.utterances += 1
         await self._send(proto.speech_ended(event.utterance, event.start, event.end))
         injection, self._injection = self._injection, None
-        self._queue.put_nowait((event, injection))
+        speculative = self._take_speculative(event) if injection is None else self._discard_speculative()
+        self._queue.put_nowait((event, injection, speculative))
 
     def _on_text(self, text: str) -> None:
         try:
@@ -165,7 +181,7 @@ class CallSession:
 
     async def _asr_loop(self) -> None:
         while True:
-            event, injection = await self._queue.get()
+            event, injection, speculative = await self._queue.get()
             if injection is not None:
                 message = proto.transcript(
                     event.utterance, injection, source=proto.SOURCE_INJECTED, engine=INJECTED_ENGINE,
@@ -173,17 +189,36 @@ class CallSession:
                     segments=(AsrSegment(injection, event.start, event.end),) if injection else (),
                 )
             else:
-                message = await self._recognise(event)
+                message = await self._recognise(event, speculative)
             await self._send(message)
 
-    async def _recognise(self, event: SpeechEnded) -> str:
-        pcm = np.frombuffer(event.pcm, dtype="<i2")
+    def _discard_speculative(self) -> None:
+        if self._speculative is not None:
+            self._stats.speculative_wasted += 1
+            self._speculative = None  # its thread finishes on its own; the result is dropped
+
+    def _take_speculative(self, event: SpeechEnded) -> Speculative | None:
+        """The speculative pass for exactly this audio (same utterance, no voiced frame since the pause)."""
+        spec, self._speculative = self._speculative, None
+        if spec is None:
+            return None
+        if spec[0] == event.utterance and spec[1] == event.end:
+            self._stats.speculative_used += 1
+            return spec[2], spec[3]
+        self._stats.speculative_wasted += 1
+        return None
+
+    async def _recognise(self, event: SpeechEnded, speculative: Speculative | None) -> str:
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        eos_at = time.perf_counter()
         self._stats.asr_calls += 1
         try:
-            future = loop.run_in_executor(self._executor, self._engine.transcribe, pcm, self.meta.rate,
-                                          self._context)
+            if speculative is not None:
+                started, future = speculative
+            else:
+                started = eos_at
+                future = loop.run_in_executor(self._executor, self._engine.transcribe,
+                                              np.frombuffer(event.pcm, dtype="<i2"), self.meta.rate, self._context)
             # On timeout the thread runs on (a model call cannot be interrupted); its result is dropped.
             result = await asyncio.wait_for(future, self._asr_timeout_s)
         except TimeoutError:
@@ -198,7 +233,8 @@ class CallSession:
             self._stats.asr_errors += 1
             log.exception("call %s: ASR engine raised", self.meta.call_id)
             return proto.asr_error(event.utterance, f"engine error: {type(exc).__name__}", False)
-        asr_ms = (time.perf_counter() - started) * 1000
+        done = time.perf_counter()
+        asr_ms = (done - started) * 1000
         self._stats.asr_ms_sum += asr_ms
         # Engine segment times are relative to the utterance audio, which starts at audio_start.
         segments = [AsrSegment(s.text, event.audio_start + s.start, event.audio_start + s.end, s.speaker)
@@ -206,7 +242,7 @@ class CallSession:
         return proto.transcript(
             event.utterance, result.text, source=proto.SOURCE_ASR, engine=result.engine,
             start=event.start, end=event.end, eos_wait_ms=event.eos_wait_ms, asr_ms=asr_ms,
-            segments=segments,
+            segments=segments, asr_wait_ms=(done - eos_at) * 1000,
         )
 
     async def _send(self, message: str) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agent.config import VadConfig
-from agent.media.endpointing import Endpointer, SpeechEnded, SpeechStarted, State
+from agent.media.endpointing import Endpointer, SpeechEnded, SpeechPaused, SpeechStarted, State
 from agent.media.vad import WebRtcVad, frame_bytes
 
 SPEECH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "speech"
@@ -24,12 +24,13 @@ def index_of(pcm_frame: bytes) -> int:
     return int.from_bytes(pcm_frame[:2], "little")
 
 
-def run(ep: Endpointer, decisions: str, start: int = 0) -> list[tuple[int, object]]:
-    """Pushes one frame per character ('1' voiced, '0' not); returns (frame index, event) pairs."""
+def run(ep: Endpointer, decisions: str, start: int = 0, *, paused: bool = False) -> list[tuple[int, object]]:
+    """Pushes one frame per character ('1' voiced, '0' not); returns (frame index, event) pairs.
+    SpeechPaused (the speculative-ASR hint) is left out unless `paused`."""
     out = []
     for k, d in enumerate(decisions):
         i = start + k
-        out.extend((i, e) for e in ep.push(frame(i), d == "1", i * F))
+        out.extend((i, e) for e in ep.push(frame(i), d == "1", i * F) if paused or not isinstance(e, SpeechPaused))
     return out
 
 
@@ -146,7 +147,7 @@ def _segment_real(path: Path, rate: int) -> tuple[list[object], float]:
     ep, vad, events = Endpointer(VadConfig()), WebRtcVad(2), []
     for j in range(0, len(data) - n + 1, n):
         events += ep.push(data[j:j + n], vad.is_speech(data[j:j + n], rate), j / 2 / rate)
-    return events, len(audio) / rate
+    return [e for e in events if not isinstance(e, SpeechPaused)], len(audio) / rate
 
 
 @pytest.mark.speech
@@ -175,3 +176,26 @@ def test_telephone_band_sentences_with_pauses_split_into_several_utterances():
     assert 5 <= len(ended) <= 10
     assert all(a.end < b.start for a, b in zip(ended, ended[1:], strict=False))
     assert sum(e.end - e.start for e in ended) > 0.6 * (ended[-1].end - ended[0].start)
+
+
+def test_pause_after_speculative_silence_carries_exactly_the_final_audio():
+    ep = Endpointer(VadConfig(speculative_ms=300))
+    events = run(ep, "0" * 10 + "1" * 30 + "0" * 40, paused=True)
+    kinds = [(i, type(e)) for i, e in events]
+    assert kinds == [(24, SpeechStarted), (54, SpeechPaused), (79, SpeechEnded)]  # 15 silent frames = 300 ms
+    pause, end = events[1][1], events[2][1]
+    assert pause.pcm == end.pcm and pause.end == end.end and pause.audio_start == end.audio_start
+
+
+def test_speech_after_a_pause_pauses_again_and_the_final_audio_differs():
+    ep = Endpointer(VadConfig(speculative_ms=300))
+    events = run(ep, "1" * 20 + "0" * 16 + "1" * 10 + "0" * 40, paused=True)
+    pauses = [e for _, e in events if isinstance(e, SpeechPaused)]
+    [end] = [e for _, e in events if isinstance(e, SpeechEnded)]
+    assert len(pauses) == 2 and pauses[0].end < pauses[1].end == end.end
+    assert pauses[1].pcm == end.pcm and pauses[0].pcm != end.pcm
+
+
+def test_speculative_pause_can_be_turned_off():
+    ep = Endpointer(VadConfig(speculative_ms=0))
+    assert not [e for _, e in run(ep, "1" * 20 + "0" * 40, paused=True) if isinstance(e, SpeechPaused)]

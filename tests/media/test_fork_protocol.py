@@ -88,7 +88,7 @@ def test_outbound_messages_have_the_agreed_shape():
     assert json.loads(text) == {"type": "transcription", "data": {
         "event": "transcript", "utterance": 3, "final": True, "text": "배송 조회", "source": "asr",
         "engine": "vosk", "start": 1.2, "end": 4.5, "eos_wait_ms": 800, "asr_ms": 124,
-        "segments": [{"text": "배송", "start": 1.3, "end": 1.8, "speaker": None},
+        "asr_wait_ms": 124, "segments": [{"text": "배송", "start": 1.3, "end": 1.8, "speaker": None},
                      {"text": "조회", "start": 1.9, "end": 2.4, "speaker": None}]}}
     partial = json.loads(proto.transcript(4, "", source="asr", engine="x", start=0, end=0, eos_wait_ms=0,
                                           asr_ms=0, final=False))

@@ -111,12 +111,14 @@ def test_korean_speech_gives_started_ended_and_a_final_transcript(worker_for, sp
     data = final["data"]
     assert final["type"] == "transcription"
     assert set(data) == {"event", "utterance", "final", "text", "source", "engine", "start", "end",
-                         "eos_wait_ms", "asr_ms", "segments"}
+                         "eos_wait_ms", "asr_ms", "asr_wait_ms", "segments"}
     assert data["utterance"] == 1 and data["final"] is True
     assert (data["text"], data["source"], data["engine"]) == ("배송 조회해 주세요", "asr", "fake")
     assert (data["start"], data["end"]) == (ended["start"], ended["end"])
     assert data["eos_wait_ms"] == 800
     assert data["asr_ms"] >= 50
+    # ASR ran speculatively during the silence, so at the end of speech the transcript was (nearly) ready.
+    assert data["asr_wait_ms"] < data["asr_ms"] and w.stats()["speculative_used"] == 1
     [seg] = data["segments"]
     # Segment times are stream seconds: the utterance audio starts 200 ms (prefix pad) before the speech.
     assert seg["start"] == pytest.approx(ended["start"] - 0.2, abs=0.001) and seg["speaker"] is None
