@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from agent.config import VadConfig
@@ -30,6 +30,8 @@ class SpeechStarted:
     utterance: int
     at: float  # stream seconds where the voiced run began
     confirmed_at: float  # end of the frame that completed the minimum speech
+    # Prefix padding + speech so far, for decoders that work while the caller is still talking.
+    audio: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,8 @@ class Endpointer:
             return []
         self._state = State.SPEAKING
         self._utterance += 1
-        return [SpeechStarted(self._utterance, self._onset_t, t + self._frame_s)]
+        audio = b"".join(f for _, f in self._buf)
+        return [SpeechStarted(self._utterance, self._onset_t, t + self._frame_s, audio)]
 
     def _drop_candidate(self) -> None:
         self._state = State.QUIET

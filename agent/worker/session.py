@@ -19,9 +19,11 @@ from websockets.protocol import State
 from agent.config import VadConfig
 from agent.engines.asr.base import AsrContext, AsrEngine, AsrSegment
 from agent.engines.errors import EngineError
+from agent.media import endpointing
 from agent.media import fork_protocol as proto
 from agent.media.endpointing import Endpointer, Event, SpeechEnded, SpeechPaused, SpeechStarted
 from agent.media.vad import FRAME_MS, Vad, WebRtcVad, frame_bytes
+from agent.worker.live import LiveDecoder, LiveFrame
 from agent.worker.partials import PartialRelay
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class WorkerStats:
     asr_errors: int = 0
     asr_timeouts: int = 0
     injected: int = 0
+    live_decoded: int = 0  # finals decoded while the caller spoke (engines with open_utterance)
     speculative_used: int = 0  # finals whose ASR had already run during the silence
     speculative_wasted: int = 0  # speculative passes dropped because the caller spoke again
     errors: int = 0  # protocol violations and failed sends
@@ -60,8 +63,10 @@ class WorkerStats:
 class CallStream:
     """Reassembles the L16 stream into 20 ms frames, runs the VAD and the endpointer; time = samples / rate."""
 
-    def __init__(self, rate: int, vad_cfg: VadConfig, stats: WorkerStats, *, vad: Vad | None = None):
+    def __init__(self, rate: int, vad_cfg: VadConfig, stats: WorkerStats, *, vad: Vad | None = None,
+                 live: bool = False):
         self.rate = rate
+        self._live = live  # also emit each frame of an utterance in progress, for live decoding
         self._stats = stats
         self._vad = vad or WebRtcVad(vad_cfg.aggressiveness)
         self._assembler = proto.FrameAssembler(frame_bytes(rate))
@@ -88,6 +93,8 @@ class CallStream:
             found = self._endpointer.push(frame, self._vad.is_speech(frame, self.rate), t)
             if found:
                 events.extend(found)
+            elif self._live and self._endpointer.state is endpointing.State.SPEAKING:
+                events.append(LiveFrame(frame))
         return events
 
     def flush(self) -> list[Event]:
@@ -108,8 +115,9 @@ class CallSession:
         self._asr_timeout_s = asr_timeout_s
         self._allow_injection = allow_injection
         self._stats = stats
-        self._stream = CallStream(meta.rate, vad_cfg, stats)
         self._context = AsrContext(hotwords=hotwords, language=meta.lang, call_id=meta.call_id)
+        self._live = LiveDecoder(engine, meta.rate, self._context, executor) if LiveDecoder.supported(engine) else None
+        self._stream = CallStream(meta.rate, vad_cfg, stats, live=self._live is not None)
         self._injection: str | None = None
         # Utterances go to ASR one at a time, so transcripts leave in utterance order.
         self._queue: asyncio.Queue[tuple[SpeechEnded, str | None, Speculative | None]] = asyncio.Queue()
@@ -143,9 +151,12 @@ class CallSession:
             asr_task.cancel()
             await asyncio.gather(asr_task, return_exceptions=True)
 
-    async def _on_event(self, event: Event) -> None:
+    async def _on_event(self, event: Event | LiveFrame) -> None:
+        if isinstance(event, LiveFrame):
+            self._live.feed(event.frame)
+            return
         if isinstance(event, SpeechPaused):
-            if self._injection is None:
+            if self._injection is None and self._live is None:  # a live decoder is already ahead
                 self._discard_speculative()
                 started = time.perf_counter()
                 future = asyncio.get_running_loop().run_in_executor(
@@ -155,12 +166,24 @@ class CallSession:
             return
         if isinstance(event, SpeechStarted):
             self._utterance = event.utterance
+            if self._live is not None:
+                self._live.begin(event.utterance, event.audio)
             await self._send(proto.speech_started(event.utterance, event.at))
             return
         self._stats.utterances += 1
         await self._send(proto.speech_ended(event.utterance, event.start, event.end))
         injection, self._injection = self._injection, None
-        speculative = self._take_speculative(event) if injection is None else self._discard_speculative()
+        if injection is not None:
+            self._discard_speculative()
+            if self._live is not None:
+                self._live.abandon()
+            speculative = None
+        elif self._live is not None and (live := self._live.end(event.utterance)) is not None:
+            # Decoded while spoken: what is left is the final pass, so asr_ms counts from now.
+            self._stats.live_decoded += 1
+            speculative = (time.perf_counter(), live)
+        else:
+            speculative = self._take_speculative(event)
         self._queue.put_nowait((event, injection, speculative))
 
     def _on_text(self, text: str) -> None:

@@ -48,3 +48,15 @@ class AsrEngine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class UtteranceDecoder(Protocol):
+    """One utterance decoded while it is spoken: audio is accepted as it arrives, `result()` at the end.
+
+    Engines that decode incrementally (Vosk/Kaldi) offer `open_utterance`, so at the end of speech only the
+    last few hundred milliseconds remain to decode instead of the whole utterance.
+    """
+
+    def accept(self, pcm: np.ndarray) -> None: ...
+
+    def result(self) -> AsrResult: ...

@@ -19,7 +19,7 @@ import numpy as np
 from agent.config import Section
 from agent.engines.asr.base import AsrContext, AsrResult, AsrSegment
 from agent.engines.errors import EngineError, EngineUnavailable
-from agent.media.resample import resample
+from agent.media.resample import StreamResampler
 
 log = logging.getLogger(__name__)
 
@@ -83,29 +83,68 @@ class VoskAsr:
         self._model = load_model(path)
 
     def transcribe(self, pcm: np.ndarray, sample_rate: int, context: AsrContext) -> AsrResult:
-        if pcm.dtype != np.int16 or pcm.ndim != 1:
-            raise ValueError(f"vosk takes mono int16 PCM, got {pcm.dtype} with shape {pcm.shape}")
         if pcm.size == 0:
+            _check_pcm(pcm)
             return AsrResult("", self.name)
-        audio = resample(pcm, sample_rate, MODEL_RATE)
-        try:
-            import vosk
+        decoder = self.open_utterance(sample_rate, context)
+        decoder.accept(pcm)
+        return decoder.result()
 
-            rec = vosk.KaldiRecognizer(self._model, float(MODEL_RATE))
-            rec.SetWords(True)
-            rec.AcceptWaveform(audio.tobytes())
-            result = json.loads(rec.FinalResult())
-        except Exception as exc:  # Kaldi errors surface as bare Exceptions; map them at this boundary
-            raise EngineError(self.name, f"recognition failed: {exc}") from exc
-        segments = tuple(
-            AsrSegment(_clean_word(w["word"]), float(w["start"]), float(w["end"]))
-            for w in result.get("result", ())
-        )
-        text = " ".join(s.text for s in segments) if segments else result.get("text", "")
-        return AsrResult(text, self.name, segments)
+    def open_utterance(self, sample_rate: int, context: AsrContext) -> VoskUtterance:
+        return VoskUtterance(self._model, sample_rate)
 
     def close(self) -> None:
         pass  # the model stays cached for the process: another engine instance may share it
+
+
+def _check_pcm(pcm: np.ndarray) -> None:
+    if pcm.dtype != np.int16 or pcm.ndim != 1:
+        raise ValueError(f"vosk takes mono int16 PCM, got {pcm.dtype} with shape {pcm.shape}")
+
+
+class VoskUtterance:
+    """Kaldi decodes as audio is accepted; `result()` only finishes the last stretch. One thread at a time."""
+
+    def __init__(self, model: Any, sample_rate: int):
+        import vosk
+
+        self._rate = sample_rate
+        self._resampler = StreamResampler(sample_rate, MODEL_RATE) if sample_rate != MODEL_RATE else None
+        try:
+            self._rec = vosk.KaldiRecognizer(model, float(MODEL_RATE))
+            self._rec.SetWords(True)
+        except Exception as exc:  # Kaldi errors surface as bare Exceptions; map them at this boundary
+            raise EngineError(ENGINE_NAME, f"cannot start a recogniser: {exc}") from exc
+        self._segments: list[AsrSegment] = []
+
+    def accept(self, pcm: np.ndarray) -> None:
+        _check_pcm(pcm)
+        audio = self._resampler.process(pcm) if self._resampler else pcm
+        self._feed(audio)
+
+    def _feed(self, audio: np.ndarray) -> None:
+        if audio.size == 0:
+            return
+        try:
+            if self._rec.AcceptWaveform(audio.tobytes()):
+                # Kaldi closed a segment at an internal pause: keep its words, decoding goes on.
+                self._segments.extend(_words(json.loads(self._rec.Result())))
+        except Exception as exc:
+            raise EngineError(ENGINE_NAME, f"recognition failed: {exc}") from exc
+
+    def result(self) -> AsrResult:
+        if self._resampler is not None:
+            self._feed(self._resampler.flush())
+        try:
+            self._segments.extend(_words(json.loads(self._rec.FinalResult())))
+        except Exception as exc:
+            raise EngineError(ENGINE_NAME, f"recognition failed: {exc}") from exc
+        segments = tuple(self._segments)
+        return AsrResult(" ".join(s.text for s in segments), ENGINE_NAME, segments)
+
+
+def _words(result: dict[str, Any]) -> list[AsrSegment]:
+    return [AsrSegment(_clean_word(w["word"]), float(w["start"]), float(w["end"])) for w in result.get("result", ())]
 
 
 def create(options: Mapping[str, Any], key: str) -> VoskAsr:

@@ -85,6 +85,19 @@ def test_words_have_times_and_8k_audio_is_resampled(vosk, speech):
 
 
 @pytest.mark.speech
+def test_live_decoding_in_20ms_pieces_matches_the_whole_utterance(vosk, speech):
+    audio, sr = read_clip("ko/zeroth/104_003_0374.flac")
+    whole = vosk.transcribe(audio, sr, AsrContext())
+    decoder = vosk.open_utterance(sr, AsrContext())
+    step = sr // 50
+    for start in range(0, audio.size, step):
+        decoder.accept(audio[start:start + step])
+    live = decoder.result()
+    assert live.text == whole.text and live.text
+    assert [round(s.start, 2) for s in live.segments] == [round(s.start, 2) for s in whole.segments]
+
+
+@pytest.mark.speech
 def test_concurrent_calls_share_one_model_safely(vosk, speech):
     audio, sr = read_clip("ko/picovoice/leopard_test_ko.wav")
     serial = vosk.transcribe(audio, sr, AsrContext()).text
@@ -154,6 +167,7 @@ def test_korean_cer_through_the_worker(vosk, speech, tmp_path):
         print(f"  {name}: {len(data)} utterance(s), CER {edits}/{n} = {edits / n:.1%}, "
               f"asr {sum(d['asr_ms'] for d in data)} ms")
     total = rate(pairs)
+    assert stats["live_decoded"] == stats["asr_calls"]  # Vosk decodes while the caller speaks
     print(f"Vosk Korean CER over {len(clips)} clips through the worker: {total:.2%} "
           f"({sum(e for e, _ in pairs)}/{sum(n for _, n in pairs)} chars); "
           f"mean asr_ms {stats['asr_ms_sum'] / max(stats['asr_calls'], 1):.0f}")

@@ -1,0 +1,107 @@
+"""Decoding an utterance while it is spoken, for engines with `open_utterance` (Vosk/Kaldi).
+
+Audio reaches the decoder in ~200 ms batches from the shared thread pool, one job at a time per call (a
+decoder is not thread-safe and must see audio in order). At the end of speech only the last batch and the
+decoder's final pass remain, instead of the whole utterance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.engines.asr.base import AsrContext, AsrResult
+from agent.engines.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+BATCH_S = 0.2
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """One 20 ms frame of an utterance in progress (emitted only when live decoding is on)."""
+
+    frame: bytes
+
+
+class LiveDecoder:
+    def __init__(self, engine: Any, rate: int, context: AsrContext, executor: Executor):
+        self._engine = engine
+        self._rate = rate
+        self._context = context
+        self._executor = executor
+        self._decoder: Any = None
+        self._utterance = 0
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._batch_bytes = int(BATCH_S * rate) * 2
+        self._tail: asyncio.Future | None = None
+
+    @staticmethod
+    def supported(engine: Any) -> bool:
+        return callable(getattr(engine, "open_utterance", None))
+
+    def begin(self, utterance: int, audio: bytes) -> None:
+        """A new utterance: a fresh decoder, fed the audio captured up to its confirmation."""
+        self._utterance = utterance
+        self._pending, self._pending_bytes = [], 0
+        self._then(self._open)
+        self.feed(audio)
+
+    def feed(self, data: bytes) -> None:
+        if not self._utterance:
+            return
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= self._batch_bytes:
+            self._flush()
+
+    def end(self, utterance: int) -> asyncio.Future[AsrResult] | None:
+        """The decoder's result for `utterance`, or None if it was not being decoded live."""
+        if utterance != self._utterance or self._tail is None:
+            return None
+        self._flush()
+        self._utterance = 0
+        return self._then(self._result)
+
+    def abandon(self) -> None:
+        self._utterance = 0
+        self._pending, self._pending_bytes = [], 0
+
+    def _flush(self) -> None:
+        if self._pending:
+            pcm = np.frombuffer(b"".join(self._pending), dtype="<i2")
+            self._pending, self._pending_bytes = [], 0
+            self._then(self._accept, pcm)
+
+    def _then(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
+        """Runs fn in the pool after the previous job of this call, whatever that job's outcome."""
+        previous = self._tail
+
+        async def job() -> Any:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+        self._tail = asyncio.ensure_future(job())
+        return self._tail
+
+    def _open(self) -> None:
+        self._decoder = self._engine.open_utterance(self._rate, self._context)
+
+    def _accept(self, pcm: np.ndarray) -> None:
+        if self._decoder is not None:  # None only if opening failed; result() reports that
+            self._decoder.accept(pcm)
+
+    def _result(self) -> AsrResult:
+        decoder, self._decoder = self._decoder, None
+        if decoder is None:
+            raise EngineError(getattr(self._engine, "name", "asr"), "live decoder could not start", retryable=True)
+        return decoder.result()
