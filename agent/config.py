@@ -184,6 +184,8 @@ class VadConfig:
     # ASR starts speculatively after this much silence; if the caller stays silent until end_silence_ms
     # the result is ready at once (0 = off). Never affects what is transcribed, only when.
     speculative_ms: int = 300
+    # Voiced this long while the agent talks → stop the agent (barge-in); a turn still needs min_speech_ms.
+    barge_in_ms: int = 160
 
 
 @dataclass(frozen=True)
@@ -287,10 +289,11 @@ def _vad(s: Section) -> VadConfig:
         prefix_pad_ms=s.int("prefix_pad_ms", d.prefix_pad_ms, lo=0, hi=2000),
         max_utterance_s=s.float("max_utterance_s", d.max_utterance_s, lo=1, hi=300),
         speculative_ms=s.int("speculative_ms", d.speculative_ms, lo=0, hi=5000),
+        barge_in_ms=s.int("barge_in_ms", d.barge_in_ms, lo=0, hi=5000),
     )
     if cfg.speculative_ms and cfg.speculative_ms >= cfg.end_silence_ms:
         raise ConfigError(s.key("speculative_ms"), "must be below end_silence_ms (or 0 to turn it off)")
-    for name in ("min_speech_ms", "end_silence_ms", "prefix_pad_ms", "speculative_ms"):
+    for name in ("min_speech_ms", "end_silence_ms", "prefix_pad_ms", "speculative_ms", "barge_in_ms"):
         if getattr(cfg, name) % 20:
             raise ConfigError(s.key(name), "must be a multiple of 20 (the frame length in ms)")
     s.done()

@@ -199,7 +199,7 @@ class CallSession:
                 self._on_transcript(body)
         elif subclass == "mod_audio_fork::json":
             kind = body.get("event")
-            if kind == "speech_started":
+            if kind in ("speech_onset", "speech_started"):  # onset: early enough to barge in within ~200 ms
                 self._on_speech_started(body)
             elif kind == "asr_error":
                 self._on_asr_error(body)

@@ -35,6 +35,18 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True)
+class SpeechOnset:
+    """The caller has been voiced for `barge_in_ms`: enough to stop the agent talking, not yet a turn.
+
+    Sent before min speech confirms the utterance (or drops it as a cough); the controller uses it only to
+    barge in, so the caller is heard within ~200 ms while turn-taking still waits for confirmed speech.
+    """
+
+    utterance: int  # the number the utterance will get if it is confirmed
+    at: float
+
+
+@dataclass(frozen=True)
 class SpeechEnded:
     utterance: int
     start: float  # first voiced frame (same as SpeechStarted.at)
@@ -63,7 +75,7 @@ class SpeechPaused:
     pcm: bytes
 
 
-Event = SpeechStarted | SpeechPaused | SpeechEnded
+Event = SpeechOnset | SpeechStarted | SpeechPaused | SpeechEnded
 
 
 class Endpointer:
@@ -74,6 +86,9 @@ class Endpointer:
         self._frame_s = frame_ms / 1000
         self._pad_frames = cfg.prefix_pad_ms // frame_ms
         self._min_frames = max(1, math.ceil(cfg.min_speech_ms / frame_ms))
+        # Barge-in onset only when it comes before the confirmation (0 or >= min speech: off).
+        onset = math.ceil(cfg.barge_in_ms / frame_ms) if cfg.barge_in_ms else 0
+        self._onset_frames = onset if 0 < onset < self._min_frames else 0
         self._end_frames = max(1, math.ceil(cfg.end_silence_ms / frame_ms))
         self._max_frames = max(1, round(cfg.max_utterance_s * 1000 / frame_ms))
         self._gap_frames = max(1, math.ceil(start_gap_ms / frame_ms))
@@ -149,6 +164,8 @@ class Endpointer:
 
     def _maybe_confirm(self, t: float) -> list[Event]:
         if self._voiced < self._min_frames:
+            if self._voiced == self._onset_frames:
+                return [SpeechOnset(self._utterance + 1, self._onset_t)]
             return []
         self._state = State.SPEAKING
         self._utterance += 1

@@ -133,6 +133,11 @@ def _s(seconds: float) -> float:
     return round(seconds, 3)
 
 
+def speech_onset(utterance: int, at: float) -> str:
+    """Early voice, before min speech confirms it: the controller may barge in on it, never take a turn."""
+    return _dump({"type": "json", "event": "speech_onset", "utterance": utterance, "at": _s(at)})
+
+
 def speech_started(utterance: int, at: float) -> str:
     """`at` is where the voiced run began (the onset), though it is sent once min speech confirmed it."""
     return _dump({"type": "json", "event": "speech_started", "utterance": utterance, "at": _s(at)})

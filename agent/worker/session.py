@@ -21,7 +21,7 @@ from agent.engines.asr.base import AsrContext, AsrEngine, AsrSegment
 from agent.engines.errors import EngineError
 from agent.media import endpointing
 from agent.media import fork_protocol as proto
-from agent.media.endpointing import Endpointer, Event, SpeechEnded, SpeechPaused, SpeechStarted
+from agent.media.endpointing import Endpointer, Event, SpeechEnded, SpeechOnset, SpeechPaused, SpeechStarted
 from agent.media.vad import FRAME_MS, Vad, WebRtcVad, frame_bytes
 from agent.worker.live import LiveDecoder, LiveFrame
 from agent.worker.partials import PartialRelay
@@ -163,6 +163,9 @@ class CallSession:
                     self._executor, self._engine.transcribe, np.frombuffer(event.pcm, dtype="<i2"),
                     self.meta.rate, self._context)
                 self._speculative = (event.utterance, event.end, started, future)
+            return
+        if isinstance(event, SpeechOnset):
+            await self._send(proto.speech_onset(event.utterance, event.at))
             return
         if isinstance(event, SpeechStarted):
             self._utterance = event.utterance

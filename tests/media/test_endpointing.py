@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agent.config import VadConfig
-from agent.media.endpointing import Endpointer, SpeechEnded, SpeechPaused, SpeechStarted, State
+from agent.media.endpointing import Endpointer, SpeechEnded, SpeechOnset, SpeechPaused, SpeechStarted, State
 from agent.media.vad import WebRtcVad, frame_bytes
 
 SPEECH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "speech"
@@ -24,13 +24,16 @@ def index_of(pcm_frame: bytes) -> int:
     return int.from_bytes(pcm_frame[:2], "little")
 
 
-def run(ep: Endpointer, decisions: str, start: int = 0, *, paused: bool = False) -> list[tuple[int, object]]:
+HINTS = (SpeechOnset, SpeechPaused)  # barge-in and speculative-ASR hints, not turn events
+
+
+def run(ep: Endpointer, decisions: str, start: int = 0, *, hints: bool = False) -> list[tuple[int, object]]:
     """Pushes one frame per character ('1' voiced, '0' not); returns (frame index, event) pairs.
-    SpeechPaused (the speculative-ASR hint) is left out unless `paused`."""
+    The hint events are left out unless `hints`."""
     out = []
     for k, d in enumerate(decisions):
         i = start + k
-        out.extend((i, e) for e in ep.push(frame(i), d == "1", i * F) if paused or not isinstance(e, SpeechPaused))
+        out.extend((i, e) for e in ep.push(frame(i), d == "1", i * F) if hints or not isinstance(e, HINTS))
     return out
 
 
@@ -147,7 +150,7 @@ def _segment_real(path: Path, rate: int) -> tuple[list[object], float]:
     ep, vad, events = Endpointer(VadConfig()), WebRtcVad(2), []
     for j in range(0, len(data) - n + 1, n):
         events += ep.push(data[j:j + n], vad.is_speech(data[j:j + n], rate), j / 2 / rate)
-    return [e for e in events if not isinstance(e, SpeechPaused)], len(audio) / rate
+    return [e for e in events if not isinstance(e, HINTS)], len(audio) / rate
 
 
 @pytest.mark.speech
@@ -180,16 +183,16 @@ def test_telephone_band_sentences_with_pauses_split_into_several_utterances():
 
 def test_pause_after_speculative_silence_carries_exactly_the_final_audio():
     ep = Endpointer(VadConfig(speculative_ms=300))
-    events = run(ep, "0" * 10 + "1" * 30 + "0" * 40, paused=True)
-    kinds = [(i, type(e)) for i, e in events]
+    events = run(ep, "0" * 10 + "1" * 30 + "0" * 40, hints=True)
+    kinds = [(i, type(e)) for i, e in events if not isinstance(e, SpeechOnset)]
     assert kinds == [(24, SpeechStarted), (54, SpeechPaused), (79, SpeechEnded)]  # 15 silent frames = 300 ms
-    pause, end = events[1][1], events[2][1]
+    pause, end = (e for _, e in events if isinstance(e, (SpeechPaused, SpeechEnded)))
     assert pause.pcm == end.pcm and pause.end == end.end and pause.audio_start == end.audio_start
 
 
 def test_speech_after_a_pause_pauses_again_and_the_final_audio_differs():
     ep = Endpointer(VadConfig(speculative_ms=300))
-    events = run(ep, "1" * 20 + "0" * 16 + "1" * 10 + "0" * 40, paused=True)
+    events = run(ep, "1" * 20 + "0" * 16 + "1" * 10 + "0" * 40, hints=True)
     pauses = [e for _, e in events if isinstance(e, SpeechPaused)]
     [end] = [e for _, e in events if isinstance(e, SpeechEnded)]
     assert len(pauses) == 2 and pauses[0].end < pauses[1].end == end.end
@@ -198,4 +201,15 @@ def test_speech_after_a_pause_pauses_again_and_the_final_audio_differs():
 
 def test_speculative_pause_can_be_turned_off():
     ep = Endpointer(VadConfig(speculative_ms=0))
-    assert not [e for _, e in run(ep, "1" * 20 + "0" * 40, paused=True) if isinstance(e, SpeechPaused)]
+    assert not [e for _, e in run(ep, "1" * 20 + "0" * 40, hints=True) if isinstance(e, SpeechPaused)]
+
+
+def test_barge_in_onset_comes_after_160_ms_of_voice_before_confirmation():
+    ep = Endpointer(VadConfig(barge_in_ms=160))
+    events = run(ep, "0" * 10 + "1" * 15, hints=True)
+    assert [(i, type(e)) for i, e in events] == [(17, SpeechOnset), (24, SpeechStarted)]  # 8 frames = 160 ms
+    assert events[0][1] == SpeechOnset(1, pytest.approx(10 * F))
+    # A cough: voiced long enough to barge in, not long enough for a turn.
+    ep = Endpointer(VadConfig(barge_in_ms=160))
+    assert [type(e) for _, e in run(ep, "1" * 9 + "0" * 10, hints=True)] == [SpeechOnset]
+    assert ep.utterances == 0

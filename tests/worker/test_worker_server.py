@@ -80,8 +80,9 @@ async def fork_call(port: int, metadata: str | bytes | None, chunks: Iterable[by
         return messages, code, ws.subprotocol
 
 
-def by_kind(messages: list[dict]) -> list[str]:
-    return [m.get("event") or m["data"].get("event") for m in messages]
+def by_kind(messages: list[dict], *, onsets: bool = False) -> list[str]:
+    kinds = [m.get("event") or m["data"].get("event") for m in messages]
+    return kinds if onsets else [k for k in kinds if k != "speech_onset"]
 
 
 @pytest.fixture
@@ -103,8 +104,9 @@ def test_korean_speech_gives_started_ended_and_a_final_transcript(worker_for, sp
     w = worker_for(engine)
     messages, _, sub = asyncio.run(fork_call(w.port, meta(), frames(speech16k, 16000)))
     assert sub == SUBPROTOCOL
-    assert by_kind(messages) == ["speech_started", "speech_ended", "transcript"]
-    started, ended, final = messages
+    assert by_kind(messages, onsets=True) == ["speech_onset", "speech_started", "speech_ended", "transcript"]
+    onset, started, ended, final = messages
+    assert onset == {"type": "json", "event": "speech_onset", "utterance": 1, "at": started["at"]}
     assert started == {"type": "json", "event": "speech_started", "utterance": 1, "at": started["at"]}
     assert 0.3 < started["at"] < 1.0
     assert ended["start"] == started["at"] and 3.0 < ended["end"] < 3.9
@@ -139,7 +141,8 @@ def test_8k_stream_is_segmented_at_8k(worker_for, speech16k):
     pcm8 = resample(np.frombuffer(speech16k, np.int16), 16000, 8000).tobytes()
     messages, _, _ = asyncio.run(fork_call(w.port, meta(8000), frames(pcm8, 8000)))
     assert by_kind(messages) == ["speech_started", "speech_ended", "transcript"]
-    assert 3.0 < messages[1]["end"] < 3.9  # stream seconds = samples / 8000
+    ended = next(m for m in messages if m.get("event") == "speech_ended")
+    assert 3.0 < ended["end"] < 3.9  # stream seconds = samples / 8000
     assert engine.calls[0].sample_rate == 8000
 
 
