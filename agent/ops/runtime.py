@@ -13,12 +13,15 @@ from agent.store.db import Database
 
 log = logging.getLogger(__name__)
 
-# Pre-synthesized at start so the greeting plays within ~300 ms of answer and fault prompts never wait on TTS.
-WARM_RATES = (8000, 16000)
+# Pre-synthesized at start (at the PSTN rate) so the greeting plays within ~300 ms of answer and fault prompts
+# never wait on TTS.
+WARM_RATE = 8000
 
 
 def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
     from agent.dialog.factory import create_policy
+    from agent.dialog.packs import load_pack
+    from agent.dialog.settings import PACKS
     from agent.engines.tts.cache import PromptCache
     from agent.engines.tts.registry import create_tts
     from agent.engines.tts.speaker import Speaker
@@ -35,7 +38,9 @@ def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
         speaker = RemoteSpeaker(engine, spool, voice=cfg.tts.voice, max_chunk_chars=cfg.tts.max_chunk_chars)
     prompts = PromptCache(engine, cfg.path(cfg.tts.cache_dir), voice=cfg.tts.voice)
     c = cfg.controller
-    prompts.warm([c.greeting, c.apology, c.transfer_notice], WARM_RATES[0])
+    # Each call plays its pack's greeting (chosen per call by callagent_industry): warm them all.
+    greetings = [load_pack(name).greeting for name in PACKS]
+    prompts.warm([c.greeting, c.apology, c.transfer_notice, c.no_input_prompt, *greetings], WARM_RATE)
     policy = create_policy(parse_dialog_settings(cfg.dialog), db)
     store = CallStore(db, cfg.path(cfg.store.spool_dir))
     return CallDeps(cfg=cfg, policy=policy, speaker=speaker, prompts=prompts, store=store, stats=ControllerStats())
