@@ -2,7 +2,7 @@
 
 Latency parts stored per agent turn (docs/benchmarks.md defines them): dialog_ms (transcript in → first
 speakable text), tts_ms (→ first chunk written), first_audio_ms (→ PLAYBACK_START), and overhead_ms: the
-controller's own time, i.e. transcript in → first playback queued, minus time spent inside the engines.
+controller's own time, i.e. transcript in → first playback command sent, minus time spent inside the engines.
 """
 
 from __future__ import annotations
@@ -120,9 +120,10 @@ class Turn:
             if self.t_first_chunk is None:
                 self.t_first_chunk = time.monotonic()
                 self.engine_ms += ms
-            s.queue_playback(self.handle, spoken.text, str(spoken.path), spoken.duration_s)
             if self.t_first_queued is None:
+                # Stamped as the command goes out: FreeSWITCH's time to answer +OK is not ours.
                 self.t_first_queued = time.monotonic()
+            s.queue_playback(self.handle, spoken.text, str(spoken.path), spoken.duration_s)
 
     def _record(self, seq: int, started_at: str, tools: list[dict[str, Any]]) -> None:
         s, h = self.session, self.handle
