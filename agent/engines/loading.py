@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.config import ConfigError
@@ -42,3 +43,11 @@ def with_fallback(name: str, fallback: str, build: Callable[[str], T], counts: d
         log.warning("ENGINE UNAVAILABLE: %r cannot start (%s); FALLING BACK to %r. %s",
                     name, exc, fallback, consequence)
     return build(fallback)
+
+
+def require_model_files(engine: str, model_path: Path, device: str, torch: Any) -> None:
+    """Start-up checks shared by the in-process GPU engines: the weights are there, and so is the GPU."""
+    if not (model_path / "config.json").is_file():
+        raise EngineUnavailable(engine, f"no model at {model_path} (config.json missing); see docs/models.md")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EngineUnavailable(engine, "device is cuda but no CUDA GPU is visible")

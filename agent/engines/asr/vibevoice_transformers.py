@@ -24,6 +24,7 @@ from agent.config import Section
 from agent.engines.asr import vibevoice_format as fmt
 from agent.engines.asr.base import AsrContext, AsrResult
 from agent.engines.errors import EngineError, EngineUnavailable
+from agent.engines.loading import require_model_files
 from agent.media.resample import resample
 
 log = logging.getLogger(__name__)
@@ -231,10 +232,7 @@ def create(options: Mapping[str, Any], key: str) -> VibeVoiceTransformersAsr:
     except ImportError as exc:
         raise EngineUnavailable(NAME, f"needs torch and transformers>=5.3 with VibeVoice-ASR: {exc}") from exc
     path = Path(opts.model_path)
-    if not (path / "config.json").is_file():
-        raise EngineUnavailable(NAME, f"no model at {path} (config.json missing); see docs/models.md")
-    if opts.device == "cuda" and not torch.cuda.is_available():
-        raise EngineUnavailable(NAME, "device is cuda but no CUDA GPU is visible")
+    require_model_files(NAME, path, opts.device, torch)
     attn = {} if opts.attn_implementation == "auto" else {
         "attn_implementation": {"text_config": opts.attn_implementation}}
     started = time.monotonic()

@@ -23,6 +23,7 @@ import numpy as np
 
 from agent.config import ConfigError, Section
 from agent.engines.errors import EngineError, EngineUnavailable
+from agent.engines.loading import require_model_files
 from agent.engines.tts.base import AudioChunk
 from agent.engines.tts.pool import FairPool
 
@@ -261,10 +262,7 @@ def create(options: Mapping[str, Any], key: str) -> VibeVoiceRealtimeTts:
     except ImportError as exc:
         raise EngineUnavailable(NAME, f"needs torch: {exc}") from exc
     model_path = Path(opts.model_path)
-    if not (model_path / "config.json").is_file():
-        raise EngineUnavailable(NAME, f"no model at {model_path} (config.json missing); see docs/models.md")
-    if opts.device == "cuda" and not torch.cuda.is_available():
-        raise EngineUnavailable(NAME, "device is cuda but no CUDA GPU is visible")
+    require_model_files(NAME, model_path, opts.device, torch)
     model_cls, processor_cls, streamer_cls = _import_vibevoice()
     presets: dict[str, Any] = {}
     for voice in opts.voices:
