@@ -61,7 +61,6 @@ class CallSession:
         self._finished: dict[str, GEvent] = {}
         self.hangup_cause: str | None = None
         self.asr_errors = 0
-        self.t_answer: float | None = None
         self.last_activity = time.monotonic()  # caller speech, DTMF, or the agent finishing a sentence
         self.reprompted = False
 
@@ -100,7 +99,6 @@ class CallSession:
         greeting = self.conv.greeting() or self.cfg.greeting
         greeting_path = self.deps.prompts.get(greeting, self.channel.read_rate)
         self.conn.sendmsg("answer")
-        self.t_answer = time.monotonic()
         self.record.answered()
         self.state = "active"
         self.play_file(greeting, greeting_path, kind="greeting", interruptible=False)
@@ -303,8 +301,7 @@ class CallSession:
         self.conn.sendmsg("playback", arg, event_lock=True, app_uuid=f"{self.uuid}-{handle.utt_id}-{chunk.index}")
 
     def play_file(self, text: str, path: Any, *, kind: str, interruptible: bool) -> SpeechHandle:
-        handle = self.playout.new(kind, interruptible)
-        self._finished[handle.utt_id] = GEvent()
+        handle = self.new_handle(kind, interruptible)
         self.queue_playback(handle, text, str(path), soundfile.info(str(path)).duration)
         handle.synthesis_done = True
         return handle
@@ -316,8 +313,8 @@ class CallSession:
         self.record.turn(self.record.next_turn_seq(), "agent", text, started_at=now_utc(), source=kind)
         return handle
 
-    def new_handle(self, kind: str = "reply") -> SpeechHandle:
-        handle = self.playout.new(kind)
+    def new_handle(self, kind: str = "reply", interruptible: bool = True) -> SpeechHandle:
+        handle = self.playout.new(kind, interruptible)
         self._finished[handle.utt_id] = GEvent()
         return handle
 
