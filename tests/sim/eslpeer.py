@@ -208,3 +208,31 @@ def connect(peer: EslPeer) -> str:
     """`connect`, then returns the channel uuid from the reply block."""
     peer.send("connect\n\n")
     return unquote(peer.read_message().headers["Unique-ID"])
+
+
+def subscribe(peer: EslPeer, extra: str = "PLAYBACK_START PLAYBACK_STOP") -> None:
+    assert peer.reply("myevents").headers["Reply-Text"] == "+OK Events Enabled"
+    if extra:
+        peer.reply(f"event plain {extra}")
+
+
+def events_until(peer: EslPeer, done, timeout: float = 5.0) -> list[dict[str, str]]:
+    """Events in arrival order (those kept while waiting for replies first) up to the one `done` accepts."""
+    out = []
+    while peer.events:
+        event = peer.events.pop(0).event
+        if event:
+            out.append(event)
+            if done(event):
+                return out
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = peer.read_message(max(0.01, deadline - time.monotonic()))
+        if msg.event:
+            out.append(msg.event)
+            if done(msg.event):
+                return out
+
+
+def app_done(app: str):
+    return lambda e: e["Event-Name"] == "CHANNEL_EXECUTE_COMPLETE" and e.get("Application") == app
