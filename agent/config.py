@@ -346,7 +346,8 @@ def _tts(s: Section) -> TtsConfig:
 
 def _store(s: Section) -> StoreConfig:
     d = StoreConfig()
-    dsn = os.environ.get(ENV_DB_DSN) or s.str("dsn", None)
+    configured = s.str("dsn", None)  # read even when the environment wins, so the key counts as known
+    dsn = os.environ.get(ENV_DB_DSN) or configured
     if dsn is not None and not dsn.startswith(("postgresql://", "postgres://", "host=", "dbname=")):
         raise ConfigError(s.key("dsn"), "must be a PostgreSQL URI (postgresql://…) or a key=value DSN")
     cfg = StoreConfig(
