@@ -111,6 +111,11 @@ class Playout:
         return bool(self.active())
 
     @property
+    def audio_queued(self) -> bool:
+        """Some chunk is queued or playing on the channel (a reply still being generated does not count)."""
+        return any(c.status == "" for h in self.handles.values() for c in h.chunks)
+
+    @property
     def interruptible_now(self) -> bool:
         """Barge-in is allowed only if nothing non-interruptible (greeting, disclosure) is still playing."""
         active = self.active()

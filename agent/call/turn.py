@@ -94,7 +94,8 @@ class Turn:
                 if isinstance(event, Say):
                     self._speak(event.text)
                 elif isinstance(event, Filler):
-                    if not s.playout.speaking:
+                    # Covers a slow tool only while the line is silent; never queued behind real speech.
+                    if not s.playout.audio_queued:
                         s.say_prompt(event.text, kind="filler")
                 elif isinstance(event, ToolUsed):
                     tools.append({"name": event.name, "ok": event.ok, "ms": round(event.ms, 1)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from agent.call.controller import ControllerThread
 from agent.call.session import CallDeps
 from agent.config import Config, parse_config
-from agent.dialog.policy import CallInfo, Escalate, Say
+from agent.dialog.policy import CallInfo, Escalate, Filler, Say
 from agent.engines.asr.fake import FakeAsr
 from agent.engines.tts.cache import PromptCache
 from agent.engines.tts.espeak import EspeakTts
@@ -37,6 +38,9 @@ class EchoConversation:
         if "상담원" in text:
             yield Escalate("caller_requested", summary="고객이 상담원 연결을 요청함", priority=2)
             return
+        if "환불 내역" in text:  # a slow tool: the filler covers the wait
+            yield Filler("잠시만요, 확인해 보겠습니다.")
+            time.sleep(0.5)
         yield Say(f"네, {text} 말씀이시군요.")
         yield Say("주문하신 상품은 어제 출발했고 오늘 오후에 도착할 예정입니다. "
                   "배송 기사님이 도착 전에 연락드릴 거예요.")

@@ -116,3 +116,15 @@ def test_hangup_without_linger_events_still_ends_the_record(tmp_path, db):
         assert call["call_id"] == log.uuid and call["end_reason"] == "caller_hangup"
     finally:
         s.stop()
+
+
+def test_a_filler_covers_a_slow_tool_before_the_answer(stack, db):
+    script = CallScript(steps=[{"wait_idle": {}}, {"say_text": "환불 내역 확인해 주세요"}, {"wait_idle": {}}, "hangup"])
+    (log,) = stack.sim(speed=SPEED).run_calls([script])
+    assert not log.errors, log.errors
+    assert stack.deps.store.flush(10)
+    (call,) = list_calls(db, 1)
+    agent = [(t["source"], t["text"]) for t in call["turns"] if t["speaker"] == "agent"]
+    assert ("filler", "잠시만요, 확인해 보겠습니다.") in agent and [s for s, _ in agent].count("policy") == 1
+    heard = [h.headers["utt_id"][0] for h in log.heard]
+    assert heard[:2] == ["g", "f"] and heard[2] == "r"  # greeting, filler, then the reply
