@@ -157,7 +157,10 @@ def test_fork_caret_form_8k_frames_and_merged_packets():
         server.close()
     assert server.record["texts"] == ['{"a": 1}']
     sizes = server.record["sizes"]
-    assert set(sizes) == {320, 640} and sizes.count(640) < sizes.count(320)
+    # Whole 20 ms packets only; merged frames occur, single packets dominate. (A loaded machine may let a third
+    # packet accumulate before the write, as lws would: freeswitch.md §3.2 "sometimes several".)
+    assert all(size % 320 == 0 for size in sizes) and 640 in sizes
+    assert sizes.count(320) > len(sizes) // 2
     assert (log.fork.bugname, log.fork.rate, log.fork.packets_sent) == ("bug2", 8000, sum(sizes) // 320)
 
 
