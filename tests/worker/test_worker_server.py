@@ -120,7 +120,7 @@ def test_korean_speech_gives_started_ended_and_a_final_transcript(worker_for, sp
     assert data["eos_wait_ms"] == 800
     assert data["asr_ms"] >= 50
     # ASR ran speculatively during the silence, so at the end of speech the transcript was (nearly) ready.
-    assert data["asr_wait_ms"] < data["asr_ms"] and w.stats()["speculative_used"] == 1
+    assert data["asr_wait_ms"] <= data["asr_ms"] and w.stats()["speculative_used"] == 1
     [seg] = data["segments"]
     # Segment times are stream seconds: the utterance audio starts 200 ms (prefix pad) before the speech.
     assert seg["start"] == pytest.approx(ended["start"] - 0.2, abs=0.001) and seg["speaker"] is None
