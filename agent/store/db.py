@@ -7,7 +7,10 @@ each in its own transaction, and recorded in schema_migrations.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,8 +55,10 @@ class Database:
     def __init__(self, dsn: str):
         self.dsn = dsn
 
-    def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.dsn, connect_timeout=CONNECT_TIMEOUT_S, row_factory=dict_row)
+    def connect(self, *, connect_timeout_s: int = CONNECT_TIMEOUT_S,
+                statement_timeout_ms: int | None = None) -> psycopg.Connection:
+        options = {} if statement_timeout_ms is None else {"options": f"-c statement_timeout={statement_timeout_ms}"}
+        return psycopg.connect(self.dsn, connect_timeout=connect_timeout_s, row_factory=dict_row, **options)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
@@ -83,6 +88,59 @@ class Database:
                 log.info("applied migration %s", path.name)
                 applied_now.append(path.name)
         return applied_now
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when the failure is the database's or the link's (retry later), False when PostgreSQL refused
+    this record (bad value, constraint, a record torn by a crash): retrying that one would fail for ever."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError | TimeoutError)
+
+
+class Watchdog:
+    """Cuts the socket of a connection whose statement runs past its deadline.
+
+    A hung server (SIGSTOP, a frozen VM) keeps its TCP connection open and acknowledged by the kernel, so neither
+    keepalives nor statement_timeout fire and the client would wait for ever. Shutting the socket down makes
+    the blocked read fail at once with an OperationalError.
+    """
+
+    TICK_S = 0.2
+
+    def __init__(self) -> None:
+        self._guarded: dict[int, tuple[psycopg.Connection, float]] = {}
+        self._lock = threading.Lock()
+        self.cuts = 0
+        threading.Thread(target=self._run, name="db-watchdog", daemon=True).start()
+
+    @contextmanager
+    def guard(self, conn: psycopg.Connection, timeout_s: float) -> Iterator[None]:
+        with self._lock:
+            self._guarded[id(conn)] = (conn, time.monotonic() + timeout_s)
+        try:
+            yield
+        finally:
+            with self._lock:  # after this the watchdog can no longer touch the socket (its fd may be reused)
+                self._guarded.pop(id(conn), None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK_S)
+            now = time.monotonic()
+            with self._lock:
+                for key, (conn, deadline) in list(self._guarded.items()):
+                    if now > deadline:
+                        del self._guarded[key]
+                        self._cut(conn)
+
+    def _cut(self, conn: psycopg.Connection) -> None:
+        try:
+            fd = conn.pgconn.socket
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+            self.cuts += 1
+            log.warning("database statement past its deadline: connection cut")
+        except (OSError, psycopg.Error) as exc:
+            log.warning("could not cut a hung database connection: %s", exc)
 
 
 def open_database(cfg: Config, *, migrate: bool = True) -> Database:
