@@ -171,7 +171,11 @@ class ControllerConfig:
     # Caller silent this long after the agent stopped talking: prompt once, then hand off to a human.
     no_input_timeout_s: float = 20.0
     turn_timeout_s: float = 8.0
-    metrics_listen: tuple[str, int] | None = None  # Prometheus /metrics, off unless set
+    metrics_listen: tuple[str, int] | None = None  # Prometheus /metrics, /ready, /live, /status; off unless set
+    # SIGTERM: live calls get this long to finish, then go to the human queue (k8s grace period must exceed it).
+    drain_timeout_s: float = 300.0
+    # Every controller host's ops listener (http://host:port), read by `callagent status`.
+    status_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -272,7 +276,12 @@ def _controller(s: Section) -> ControllerConfig:
         no_input_timeout_s=s.float("no_input_timeout_s", d.no_input_timeout_s, lo=1, hi=600),
         turn_timeout_s=s.float("turn_timeout_s", d.turn_timeout_s, lo=0.5, hi=120),
         metrics_listen=s.host_port("metrics_listen", None),
+        drain_timeout_s=s.float("drain_timeout_s", d.drain_timeout_s, lo=0, hi=86400),
+        status_urls=tuple(u.rstrip("/") for u in s.str_list("status_urls", d.status_urls)),
     )
+    for url in cfg.status_urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(s.key("status_urls"), f"must be http(s):// URLs, got {url!r}")
     for name in ("greeting", "apology", "transfer_notice", "no_input_prompt"):
         if not getattr(cfg, name).strip():
             raise ConfigError(s.key(name), "must not be empty: the caller would hear silence")

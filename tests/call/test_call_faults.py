@@ -90,7 +90,7 @@ def test_missing_spool_directory_is_created(tmp_path, db):
         stack.stop()
 
 
-def test_over_capacity_returns_the_call_to_the_dialplan(tmp_path, db):
+def test_over_capacity_refuses_the_connection_so_the_dialplan_moves_on(tmp_path, db):
     stack = make_stack(tmp_path, db, overrides={"controller": {"max_calls": 1}})
     try:
         long_call = CallScript(steps=[{"wait_idle": {}}, {"sleep": 3}, "hangup"])
@@ -98,8 +98,9 @@ def test_over_capacity_returns_the_call_to_the_dialplan(tmp_path, db):
         sim = stack.sim(speed=SPEED)
         first_log, second_log = sim.run_calls([long_call, second], stagger_s=0.5)
         assert not first_log.errors
-        assert [c.line for c in second_log.commands] == ["connect", "exit"]
-        assert second_log.fell_through  # FreeSWITCH continues with the actions after `socket`
+        # Refused, not `connect`+`exit`: FreeSWITCH tries the next `socket` host, then the actions after it.
+        assert second_log.commands == [] and second_log.ended_by == "agent_unreachable"
+        assert second_log.fell_through
         assert stack.controller.controller.rejected == 1
     finally:
         time.sleep(0.1)

@@ -120,7 +120,7 @@ def run_controller(cfg: Config, ready: Path, stats_out: Path, fork_url: str) -> 
     deps = build_call_deps(cfg, Database(cfg.store.dsn))
     gevent.get_hub().threadpool.maxsize = THREADPOOL_SIZE
     controller = Controller(deps)
-    controller.server.start()
+    controller.start()
     probe = LagProbe()
 
     def watch() -> None:
@@ -136,7 +136,7 @@ def run_controller(cfg: Config, ready: Path, stats_out: Path, fork_url: str) -> 
                    "policy": type(deps.policy).__name__})
     stop.wait()
     watcher.kill()
-    controller.server.stop(timeout=2)
+    controller.stop()
     deps.store.flush(20)
     s = deps.stats
     _write(stats_out, {

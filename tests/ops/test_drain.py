@@ -1,0 +1,178 @@
+"""Several agent hosts behind FreeSWITCH's `socket a|b`, and a graceful drain, on the simulator.
+
+FreeSWITCH moves to the next host only when the TCP connect fails (freeswitch.md §1.3), so a full or draining
+controller must refuse connections; `connect`+`exit` would send the caller to the human queue instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from agent.call.controller import ControllerThread
+from agent.sim import CallScript, FreeSwitchSim
+from agent.sim.listener import OutboundListener
+from agent.store.calls import list_calls
+from tests.call.harness import Stack, make_stack
+
+SPEED = 2.0
+HOLD = [{"wait_idle": {}}, {"sleep": 600}]  # a caller who stays on the line until the test hangs up
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+class SocketHosts:
+    """The dialplan's `socket hostA|hostB async full`: each host in order; only a failed connect moves on."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, hosts: list[tuple[str, int]]):
+        self.hosts = hosts
+        self.served_by: dict[str, int] = {}
+        original = OutboundListener.dial
+
+        async def dial(listener: OutboundListener, host: str, port: int) -> bool:
+            for h, p in self.hosts:
+                if await original(listener, h, p):
+                    self.served_by[listener.uuid] = p
+                    return True
+            return False
+
+        monkeypatch.setattr(OutboundListener, "dial", dial)
+
+
+class SimLoop:
+    """The simulator on its own asyncio loop in a thread, so the test can start calls one at a time."""
+
+    def __init__(self, sim: FreeSwitchSim):
+        self.sim = sim
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, script: CallScript):
+        return asyncio.run_coroutine_threadsafe(self.sim.run_call(script), self.loop)
+
+    def hang_up(self, uuid: str) -> None:
+        channel = self.sim.channels.get(uuid)
+        if channel is not None:
+            self.loop.call_soon_threadsafe(functools.partial(channel.hangup, "NORMAL_CLEARING", by="caller"))
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def second_controller(stack: Stack) -> ControllerThread:
+    return ControllerThread(stack.deps).start()
+
+
+@pytest.fixture
+def two_hosts(tmp_path, db, monkeypatch):
+    stack = make_stack(tmp_path, db, overrides={"controller": {"max_calls": 2}})
+    b = second_controller(stack)
+    hosts = SocketHosts(monkeypatch, [("127.0.0.1", stack.controller.port), ("127.0.0.1", b.port)])
+    sim = SimLoop(stack.sim(speed=SPEED))
+    yield stack, b, hosts, sim
+    sim.close()
+    b.stop()
+    stack.stop()
+
+
+def live(thread: ControllerThread) -> int:
+    assert thread.controller is not None
+    return thread.controller.active
+
+
+def test_full_host_refuses_so_calls_move_to_the_host_with_room(two_hosts):
+    stack, b, hosts, sim = two_hosts
+    a = stack.controller
+    futures = []
+    for n in range(1, 5):
+        futures.append(sim.call(CallScript(name=f"call{n}", steps=HOLD)))
+        wait_for(lambda n=n: live(a) + live(b) == n and len(hosts.served_by) == n)
+    # A is full: its port refuses (a real TCP connect), so FreeSWITCH would try B; B is full too now.
+    assert live(a) == 2 and live(b) == 2
+    assert refused(a.port) and refused(b.port)
+    assert a.controller.rejected == 1 and b.controller.rejected == 1
+    overflow_log = sim.call(CallScript(name="no-room", steps=[{"sleep": 1}])).result(30)
+    assert overflow_log.ended_by == "agent_unreachable" and overflow_log.fell_through  # no room anywhere
+
+    uuids = list(hosts.served_by)
+    assert [hosts.served_by[u] for u in uuids] == [a.port, a.port, b.port, b.port]
+    sim.hang_up(uuids[0])  # a call on A ends: A listens again and takes the next call
+    wait_for(lambda: live(a) == 1 and a.controller.accepting)
+    futures.append(sim.call(CallScript(name="call5", steps=HOLD)))
+    wait_for(lambda: len(hosts.served_by) == 5 and live(a) == 2)
+    assert hosts.served_by[list(hosts.served_by)[-1]] == a.port
+    for uuid in hosts.served_by:
+        sim.hang_up(uuid)
+    logs = [f.result(30) for f in futures]
+    assert not any(log.fell_through or log.transfer for log in logs)  # nobody went to humans while room existed
+    assert all(not log.errors for log in logs), [log.errors for log in logs]
+
+
+def test_drain_mid_load_loses_no_call(two_hosts, db):
+    stack, b, hosts, sim = two_hosts
+    a = stack.controller
+    talk = [{"wait_idle": {}}, {"sleep": 6}, {"say_text": "배송 조회 부탁드려요"}, {"wait_idle": {}}, "hangup"]
+    first = [sim.call(CallScript(name=f"a{n}", steps=talk)) for n in range(2)]
+    wait_for(lambda: live(a) == 2 and all(c.session is not None and c.session.state == "active"
+                                          for c in a.controller.calls.values()))
+    a.drain()
+    wait_for(lambda: not a.controller.ready)
+    snapshot = a.controller.snapshot()
+    assert snapshot["draining"] and snapshot["active"] == 2  # drained mid-call, both calls still up
+    assert refused(a.port)
+    later = sim.call(CallScript(name="after-drain", steps=[{"wait_idle": {}}, "hangup"])).result(60)
+    assert hosts.served_by[later.uuid] == b.port and not later.fell_through
+
+    logs = [f.result(60) for f in first]
+    assert a.join(30), "the drained controller did not stop after its last call"
+    for log in logs:
+        assert not log.errors, log.errors
+        assert hosts.served_by[log.uuid] == a.port
+        assert not log.fell_through and log.transfer is None and log.ended_by == "caller"
+        replies = [h for h in log.heard if h.headers.get("utt_id", "").startswith("r")]
+        assert replies and replies[-1].status == "done"  # the turn after the drain was answered in full
+    assert stack.deps.store.flush(10)
+    rows = {c["call_id"]: c for c in list_calls(db, 10)}
+    assert {rows[log.uuid]["end_reason"] for log in logs} == {"caller_hangup"}
+
+
+def test_drain_timeout_hands_live_calls_to_humans(tmp_path, db, monkeypatch):
+    stack = make_stack(tmp_path, db, overrides={"controller": {"drain_timeout_s": 0.5}})
+    sim = SimLoop(stack.sim(speed=SPEED))
+    try:
+        a = stack.controller
+        future = sim.call(CallScript(steps=[{"wait_idle": {}}, {"expect_transfer": {"timeout_s": 60}}]))
+        wait_for(lambda: live(a) == 1 and all(c.session is not None and c.session.state == "active"
+                                              for c in a.controller.calls.values()))
+        a.drain()
+        log = future.result(60)
+        assert not log.errors, log.errors
+        assert log.transfer is not None and log.transfer.via != "dialplan"  # a hand-off, not a dropped socket
+        assert log.channel_vars["escalation_reason"] == "agent_draining"
+        assert a.join(30)
+    finally:
+        sim.close()
+        stack.stop()
+
