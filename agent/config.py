@@ -204,6 +204,12 @@ class WorkerConfig:
     allow_text_injection: bool = False
     hotwords_dir: str = "hotwords"
     metrics_listen: tuple[str, int] | None = None
+    # Limits, so that no peer can take the worker down (docs/reliability.md).
+    max_connections: int = 400  # over this a new fork is closed with 1013 (try again later)
+    idle_timeout_s: float = 10.0  # a fork that sends no audio this long is closed
+    max_frame_bytes: int = 65536  # 20 ms of 16 kHz stereo is 1,280 B; a bigger message closes the fork (1009)
+    max_pending_utterances: int = 4  # utterances waiting for ASR per call; beyond it they are merged or dropped
+    fork_secret_env: str = "CALLAGENT_FORK_SECRET"  # the fork token's HMAC key; unset = no token (dev only)
 
 
 @dataclass(frozen=True)
@@ -223,6 +229,8 @@ class StoreConfig:
     dsn: str | None = None
     embedded_dir: str = "var/pg"
     spool_dir: str = "var/db-spool"
+    max_queue: int = 1000  # records in memory; a kill -9 loses at most this + one batch (docs/reliability.md)
+    write_timeout_s: float = 5.0  # a write to a hung database is cut after this and spooled
 
 
 @dataclass(frozen=True)
@@ -329,6 +337,11 @@ def _worker(s: Section) -> WorkerConfig:
         allow_text_injection=s.bool("allow_text_injection", d.allow_text_injection),
         hotwords_dir=s.str("hotwords_dir", d.hotwords_dir),
         metrics_listen=s.host_port("metrics_listen", None),
+        max_connections=s.int("max_connections", d.max_connections, lo=1, hi=100_000),
+        idle_timeout_s=s.float("idle_timeout_s", d.idle_timeout_s, lo=0.5, hi=3600),
+        max_frame_bytes=s.int("max_frame_bytes", d.max_frame_bytes, lo=4096, hi=16 << 20),
+        max_pending_utterances=s.int("max_pending_utterances", d.max_pending_utterances, lo=1, hi=100),
+        fork_secret_env=s.str("fork_secret_env", d.fork_secret_env),
     )
     asr.done()
     s.done()
@@ -363,6 +376,8 @@ def _store(s: Section) -> StoreConfig:
         dsn=dsn,
         embedded_dir=s.str("embedded_dir", d.embedded_dir),
         spool_dir=s.str("spool_dir", d.spool_dir),
+        max_queue=s.int("max_queue", d.max_queue, lo=10, hi=1_000_000),
+        write_timeout_s=s.float("write_timeout_s", d.write_timeout_s, lo=0.5, hi=120),
     )
     s.done()
     return cfg

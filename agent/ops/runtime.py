@@ -8,7 +8,7 @@ from agent.call.session import CallDeps
 from agent.config import Config
 from agent.dialog.settings import parse_dialog_settings
 from agent.ops.stats import ControllerStats
-from agent.store.calls import CallStore
+from agent.store.calls import open_call_store
 from agent.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -42,5 +42,5 @@ def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
     greetings = [load_pack(name).greeting for name in PACKS]
     prompts.warm([c.greeting, c.apology, c.transfer_notice, c.no_input_prompt, *greetings], WARM_RATE)
     policy = create_policy(parse_dialog_settings(cfg.dialog), db)
-    store = CallStore(db, cfg.path(cfg.store.spool_dir))
+    store = open_call_store(cfg, db)  # closes calls a killed controller left open
     return CallDeps(cfg=cfg, policy=policy, speaker=speaker, prompts=prompts, store=store, stats=ControllerStats())

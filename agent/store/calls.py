@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from agent.config import Config
 from agent.store.db import Database, Watchdog, is_outage
 from agent.store.quarantine import DeadLetter, sanitize
 from agent.store.spool import DiskSpool
@@ -371,3 +372,15 @@ def list_calls(db: Database, last: int = 10) -> list[dict[str, Any]]:
                 "SELECT * FROM call_events WHERE call_id = %s ORDER BY seq", (call["call_id"],)
             ).fetchall()
     return calls
+
+
+def open_call_store(cfg: Config, db: Database | None, *, live_uuids: set[str] | None = None) -> CallStore:
+    """The controller's store, built at its start: calls a previous controller left open (a kill -9, a lost
+    host) are closed as `controller_lost` first. With several controllers on one database, pass the switch's
+    live channel uuids (`show channels`), or the others' live calls would be closed too."""
+    store = CallStore(db, cfg.path(cfg.store.spool_dir), max_queue=cfg.store.max_queue,
+                      write_timeout_s=cfg.store.write_timeout_s)
+    closed = store.reconcile_open_calls(live_uuids, timeout=cfg.store.write_timeout_s * 2)
+    if closed:
+        log.warning("%d calls left open by a previous controller closed as controller_lost", closed)
+    return store
