@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.dialog.speakable import speakable
 from agent.engines.errors import EngineError
 from agent.engines.tts.base import TtsEngine
 from agent.engines.tts.spool import check_rate, playable_dir, resample, write_wav_atomic
@@ -39,7 +40,8 @@ class PromptCache:
 
     def path_for(self, text: str, rate: int) -> Path:
         """Where the prompt lives (whether or not it has been synthesized yet)."""
-        key = "\0".join((self.engine_tag, self.voice, str(check_rate(rate)), _normalize(text)))
+        # Keyed by the spoken form: a change in how "12,000원" is read re-synthesizes the prompt.
+        key = "\0".join((self.engine_tag, self.voice, str(check_rate(rate)), speakable(_normalize(text))))
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
         return self.dir / f"prompt-{digest}-{rate}.wav"
 
@@ -55,7 +57,7 @@ class PromptCache:
             if _present(path):  # another thread made it while this one waited
                 self._count(hit=True)
                 return path
-            pcm, engine_rate = self._synthesize(_normalize(text))
+            pcm, engine_rate = self._synthesize(speakable(_normalize(text)))
             write_wav_atomic(path, resample(pcm, engine_rate, rate), rate)
             self._count(hit=False)
         log.info("prompt cached: %s (%d chars, %d Hz)", path.name, len(text), rate)

@@ -18,6 +18,7 @@ import httpx
 import soundfile as sf
 
 from agent.config import TtsConfig
+from agent.dialog.speakable import speakable
 from agent.engines.errors import EngineError, EngineUnavailable
 from agent.engines.tts.base import AudioChunk
 from agent.engines.tts.chunker import split_sentences
@@ -123,21 +124,26 @@ class RemoteSpeaker:
     the text split here so each spooled file is tied to the sentence it speaks (heard-text tracking)."""
 
     def __init__(self, client: RemoteTts, spool: Spool, *, voice: str, max_chunk_chars: int,
-                 first_chunk_chars: int | None = 30):
+                 first_chunk_chars: int | None = 30, voices: dict[str, str] | None = None):
         self.client = client
         self.spool = spool  # shared with the worker; the controller removes a call's files at hangup
         self.voice = voice
+        self.voices = dict(voices or {})
         self.max_chunk_chars = max_chunk_chars
         self.first_chunk_chars = first_chunk_chars
 
-    def speak(self, call_id: str, utt_id: str, text: str, rate: int) -> Iterator[SpokenChunk]:
+    def speak(self, call_id: str, utt_id: str, text: str, rate: int, *,
+              language: str = "ko") -> Iterator[SpokenChunk]:
         index = 0
         pieces = split_sentences(text, self.max_chunk_chars, first_max_chars=self.first_chunk_chars)
+        voice = self.voices.get(language, self.voice)
         for n, piece in enumerate(pieces):
-            for k, chunk in enumerate(self.client.speak(call_id, f"{utt_id}-{n}", piece, self.voice, rate)):
+            said = speakable(piece, language)  # the worker's Speaker leaves an already spoken form unchanged
+            for k, chunk in enumerate(self.client.speak(call_id, f"{utt_id}-{n}", said, voice, rate)):
                 # The sentence is credited to its first file: remote parts arrive without knowing which is last.
                 yield SpokenChunk(path=Path(chunk.path), text=piece if k == 0 else "", index=index,
-                                  duration_s=chunk.duration_s, synth_ms=chunk.synth_ms)
+                                  duration_s=chunk.duration_s, synth_ms=chunk.synth_ms,
+                                  tts_text=said if k == 0 else "")
                 index += 1
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.dialog.speakable import speakable
 from agent.engines.tts.base import AudioChunk, TtsEngine
 from agent.engines.tts.chunker import SentenceChunker, split_sentences
 from agent.engines.tts.spool import Spool, check_name, check_rate, resample
@@ -32,6 +33,8 @@ class SpokenChunk:
     index: int
     duration_s: float
     synth_ms: float  # engine time for this file's audio (excludes the write)
+    # What the engine was given for this file's sentence: the spoken form ("만 이천 원" for "12,000원").
+    tts_text: str = ""
 
 
 class Speaker:
@@ -39,33 +42,41 @@ class Speaker:
 
     A streaming engine (several AudioChunks per text) gets its audio split into parts of at least
     `part_min_s` seconds, so the first part plays before the engine has finished the whole text.
+    Each sentence goes to the engine in its spoken form (`speakable`); `voices` maps a language code to the
+    voice that speaks it ("en" → an English voice), `voice` is the default language's.
     """
 
     def __init__(self, engine: TtsEngine, spool: Spool, *, voice: str, max_chunk_chars: int,
-                 first_chunk_chars: int | None = 30, part_min_s: float = 1.0):
+                 first_chunk_chars: int | None = 30, part_min_s: float = 1.0,
+                 voices: dict[str, str] | None = None):
         if part_min_s <= 0:
             raise ValueError(f"part_min_s must be > 0, got {part_min_s}")
         SentenceChunker(max_chunk_chars, first_chunk_chars)  # validates the limits
         self.engine = engine
         self.spool = spool
         self.voice = voice
+        self.voices = dict(voices or {})
         self.max_chunk_chars = max_chunk_chars
         self.first_chunk_chars = first_chunk_chars
         self.part_min_s = part_min_s
         # Pooled GPU engines take `call_id` to share model instances fairly between calls.
         self._takes_call_id = "call_id" in inspect.signature(engine.synthesize).parameters
 
-    def speak(self, call_id: str, utt_id: str, text: str, rate: int) -> Iterator[SpokenChunk]:
+    def speak(self, call_id: str, utt_id: str, text: str, rate: int, *,
+              language: str = "ko") -> Iterator[SpokenChunk]:
         """Splits `text` (short first chunk), then yields one SpokenChunk per written file, in order."""
         self._check(call_id, utt_id, rate)
         pieces = split_sentences(text, self.max_chunk_chars, first_max_chars=self.first_chunk_chars)
-        return self._run(call_id, utt_id, pieces, rate)
+        return self._run(call_id, utt_id, pieces, rate, language)
 
-    def speak_stream(self, call_id: str, utt_id: str, pieces: Iterable[str],
-                     rate: int) -> Iterator[SpokenChunk]:
+    def speak_stream(self, call_id: str, utt_id: str, pieces: Iterable[str], rate: int, *,
+                     language: str = "ko") -> Iterator[SpokenChunk]:
         """Like `speak` for text that arrives over time; each piece is already a complete speakable chunk."""
         self._check(call_id, utt_id, rate)
-        return self._run(call_id, utt_id, pieces, rate)
+        return self._run(call_id, utt_id, pieces, rate, language)
+
+    def voice_for(self, language: str) -> str:
+        return self.voices.get(language, self.voice)
 
     @staticmethod
     def _check(call_id: str, utt_id: str, rate: int) -> None:
@@ -74,27 +85,31 @@ class Speaker:
         check_name("utt_id", utt_id)
         check_rate(rate)
 
-    def _run(self, call_id: str, utt_id: str, pieces: Iterable[str], rate: int) -> Iterator[SpokenChunk]:
+    def _run(self, call_id: str, utt_id: str, pieces: Iterable[str], rate: int,
+             language: str) -> Iterator[SpokenChunk]:
         index = 0
+        voice = self.voice_for(language)
         for piece in pieces:
             text = " ".join(piece.split())
             if not text:
                 continue
-            with closing(self._synthesize(call_id, text)) as parts:
+            said = speakable(text, language)
+            with closing(self._synthesize(call_id, said, voice)) as parts:
                 for audio, synth_ms, last in parts:
                     path = self.spool.write(call_id, f"{utt_id}-{index:03d}", audio, rate)
                     yield SpokenChunk(path=path, text=text if last else "", index=index,
-                                      duration_s=audio.duration_s, synth_ms=synth_ms)
+                                      duration_s=audio.duration_s, synth_ms=synth_ms,
+                                      tts_text=said if last else "")
                     index += 1
 
-    def _synthesize(self, call_id: str, text: str) -> Iterator[tuple[AudioChunk, float, bool]]:
+    def _synthesize(self, call_id: str, text: str, voice: str) -> Iterator[tuple[AudioChunk, float, bool]]:
         """(audio, engine ms, is-last-part) per file; holds one engine chunk back to know which is last."""
         pending: list[AudioChunk] = []
         pending_ms = 0.0
         if self._takes_call_id:
-            chunks = iter(self.engine.synthesize(text, self.voice, call_id=call_id))  # type: ignore[call-arg]
+            chunks = iter(self.engine.synthesize(text, voice, call_id=call_id))  # type: ignore[call-arg]
         else:
-            chunks = iter(self.engine.synthesize(text, self.voice))
+            chunks = iter(self.engine.synthesize(text, voice))
         try:
             while True:
                 started = time.perf_counter()

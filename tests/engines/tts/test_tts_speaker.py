@@ -136,3 +136,28 @@ def test_call_id_reaches_engines_that_take_it(tmp_path: Path) -> None:
     engine = PooledFake()
     list(_speaker(tmp_path, engine).speak("call-7", "u", REPLY, 8000))
     assert engine.call_ids == ["call-7"] * 4
+
+
+def test_engine_gets_the_spoken_form_and_the_record_keeps_the_written_one(tmp_path: Path) -> None:
+    engine = FakeTts(ms_per_char=50)
+    text = "결제 금액은 12,000원입니다. 3월 12일 오후 3시에 도착해요."
+    chunks = list(_speaker(tmp_path, engine).speak("call-1", "u1", text, 8000))
+    assert engine.calls == ["결제 금액은 만 이천 원입니다.", "삼월 십이일 오후 세 시에 도착해요."]
+    assert [c.text for c in chunks] == ["결제 금액은 12,000원입니다.", "3월 12일 오후 3시에 도착해요."]
+    assert [c.tts_text for c in chunks] == engine.calls
+    # The audio is as long as what was said aloud, not as the digits.
+    assert chunks[0].duration_s == pytest.approx(len(engine.calls[0]) * 0.05, rel=0.01)
+
+
+def test_english_sentences_go_to_the_english_voice_unchanged(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+
+    class Recording(FakeTts):
+        def synthesize(self, text: str, voice: str) -> Iterator[AudioChunk]:  # type: ignore[override]
+            seen.append((text, voice))
+            return super().synthesize(text, voice)
+
+    speaker = _speaker(tmp_path, Recording(), voices={"en": "en"})
+    list(speaker.speak("call-1", "u1", "Your refund is 12,000 won.", 8000, language="en"))
+    list(speaker.speak("call-1", "u2", "12,000원이에요.", 8000))
+    assert seen == [("Your refund is 12,000 won.", "en"), ("만 이천 원이에요.", "ko")]
