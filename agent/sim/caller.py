@@ -3,6 +3,9 @@
 Call-time waits (settle, after_ms, sleep, trailing silence) are divided by the simulator's speed; step
 timeouts are wall-clock safety nets and are not. A failed step is recorded in `CallLog.errors` and ends
 the script; a step cut short because the agent is done with the call is recorded in `CallLog.notes`.
+After a transfer the caller is still on the line (in the human queue): speech and DTMF go on and reach
+whatever media bug is still attached; steps that wait for the agent end the script, and `sleep` ends
+early once the agent is done with the call.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class CallGone(Exception):
     """The agent is done with this caller (hung up, transferred, or let the call fall through)."""
 
 
+_AGENT_STEPS = (WaitIdle, WaitPlayback, BargeIn)   # steps that need the agent on the call
+
+
 class Caller:
     _names = itertools.count(1)
 
@@ -57,7 +63,7 @@ class Caller:
         for index, step in enumerate(self.script.steps):
             label = f"step {index} ({type(step).__name__})"
             try:
-                if self.ch.over.is_set() and not isinstance(step, ExpectTransfer | Sleep):
+                if not self.ch.up or (self.ch.over.is_set() and isinstance(step, _AGENT_STEPS)):
                     raise CallGone
                 await self._step(step)
             except CallGone:
@@ -85,6 +91,7 @@ class Caller:
         elif isinstance(step, BargeIn):
             await self._wait_playback(step.timeout_s)
             await self._call_sleep(step.after_ms / 1000.0)
+            self._require_agent()
             if step.text is not None:
                 await self._say_text(step.text, barge_in=True)
             elif step.path is not None:
@@ -97,7 +104,7 @@ class Caller:
                 self._require_call()
                 self.ch.dtmf(digit)
         elif isinstance(step, Sleep):
-            # A pause on the line ends early when the agent is done with the call.
+            # A pause ends early when the agent is done with the call (then `queue_s` applies).
             await self.ch.wait_until(self.ch.over.is_set, step.seconds / self.speed)
         elif isinstance(step, Hangup):
             self.ch.hangup("NORMAL_CLEARING", by="caller")
@@ -105,12 +112,16 @@ class Caller:
             await self._expect_transfer(step.timeout_s)
 
     def _require_call(self) -> None:
+        if not self.ch.up:
+            raise CallGone
+
+    def _require_agent(self) -> None:
         if self.ch.over.is_set():
             raise CallGone
 
     async def _call_sleep(self, call_seconds: float) -> None:
         if call_seconds > 0:
-            await self.ch.wait_until(self.ch.over.is_set, call_seconds / self.speed)
+            await self.ch.wait_until(lambda: not self.ch.up, call_seconds / self.speed)
         self._require_call()
 
     async def _wait_idle(self, step: WaitIdle) -> None:
@@ -121,18 +132,18 @@ class Caller:
             left = deadline - time.monotonic()
             if not await self.ch.wait_until(lambda: ex.idle or self.ch.over.is_set(), max(0.0, left)):
                 raise StepFailed(f"agent still playing after {step.timeout_s}s")
-            self._require_call()
+            self._require_agent()
             # Idle must hold for the whole settle time; any new playback or command restarts it.
             if not await self.ch.wait_until(lambda: not ex.idle or self.ch.over.is_set(), settle):
                 return
-            self._require_call()
+            self._require_agent()
 
     async def _wait_playback(self, timeout_s: float) -> None:
         before = self.ch.playback_starts
         ok = await self.ch.wait_until(
             lambda: self.ch.executor.playing > 0 or self.ch.playback_starts > before or self.ch.over.is_set(),
             timeout_s)
-        self._require_call()
+        self._require_agent()
         if not ok:
             raise StepFailed(f"no playback within {timeout_s}s")
 
@@ -165,7 +176,7 @@ class Caller:
                 self.ch.note(f"inject of {inject!r} dropped: no connected fork")
         done = self.ch.mouth.say(audio, rate, utt)
         limit = utt.duration_s / self.speed + SPEECH_SLACK_S
-        await self.ch.wait_until(lambda: done.is_set() or self.ch.over.is_set(), limit)
+        await self.ch.wait_until(lambda: done.is_set() or not self.ch.up, limit)
         self._require_call()
         if not done.is_set():
             raise StepFailed(f"utterance did not finish streaming within {limit:.1f}s")

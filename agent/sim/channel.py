@@ -1,23 +1,25 @@
-"""One simulated inbound call leg running `socket <agent> async full` (freeswitch.md §1.3, §1.7, §1.8, §5).
+"""One simulated inbound call leg (freeswitch.md §1.3, §1.7, §1.8, §5, §10).
 
-Owns the channel state, variables and caller profile, fires its events, and walks the lifecycle:
-dial the agent → park under socket control → unpark (hangup, transfer, or the agent letting go, after
-which the dialplan falls through to the human queue) → teardown.
+Owns the channel state, variables, caller profile and media bugs, and fires its events; its trip through
+the project's dialplan XML (`socket`, transfers, the human queue) is in agent/sim/callflow.py. A transfer
+keeps the channel, its variables and its media bugs, as on FreeSWITCH; only hangup or
+`uuid_audio_fork … stop` ends a fork.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from agent.sim.api import Q850, str2cause
+from agent.sim.callflow import DIALPLAN_APPS, run_dialplan
+from agent.sim.dialplan import expand
 from agent.sim.executor import Executor
 from agent.sim.fork import ForkBug
-from agent.sim.listener import CONNECT_TIMEOUT_S, OutboundListener
+from agent.sim.listener import OutboundListener
 from agent.sim.log import CallLog, ForkLog, Transfer
 from agent.sim.media import Mouth
 from agent.sim.notify import Notifier
@@ -29,10 +31,7 @@ if TYPE_CHECKING:
 STATE_NUMBERS = {"CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 3, "CS_EXECUTE": 4,
                  "CS_EXCHANGE_MEDIA": 5, "CS_PARK": 6, "CS_CONSUME_MEDIA": 7, "CS_HIBERNATE": 8,
                  "CS_RESET": 9, "CS_HANGUP": 10, "CS_REPORTING": 11, "CS_DESTROY": 12}
-# What 00_ai.xml runs after `socket` when the agent is unreachable or lets go of a live call (§5).
-FALLBACK_TARGET = ("human", "XML", "ai_escalation")
 CLOSE_WAIT_S = 3.0
-_VAR_REF = re.compile(r"\$\{([^}]*)\}")
 
 
 class Channel:
@@ -52,9 +51,13 @@ class Channel:
         self.hangup_by: str | None = None
         self.up, self.answered, self.early = True, False, False
         self.transferred = self.fell_through = self.controlled = False
-        self.socket_data = "{}:{} async{}".format(*sim.agent_addr, " full" if sim.full else "")
+        self.transfer_pending = False      # CF_TRANSFER: the current extension stops, the channel re-routes
+        self.in_dialplan = self.in_queue = False
+        self.socket_data = ""
+        self.script_variables = dict(script.variables)
         self.variables = self._initial_variables(script.variables)
-        self.executor = Executor(self)
+        self.executor = Executor(self, extra_apps=DIALPLAN_APPS)
+        self.reader: asyncio.Task[None] | None = None
         self.bugs: dict[str, ForkBug] = {}
         self._all_bugs: list[ForkBug] = []
         self.mouth = Mouth(speed=sim.speed, narrowband=sim.narrowband, deliver=self._deliver_packet,
@@ -70,8 +73,8 @@ class Channel:
 
     @property
     def ready(self) -> bool:
-        """switch_channel_ready: up, not transferred."""
-        return self.up and not self.transferred
+        """switch_channel_ready: up, and no transfer waiting to re-route the channel."""
+        return self.up and not self.transfer_pending
 
     @property
     def media_ready(self) -> bool:
@@ -92,12 +95,21 @@ class Channel:
         else:
             self.variables[name] = value
 
+    def lookup(self, name: str) -> str | None:
+        """switch_channel_get_variable: channel variables, the caller profile, then the globals."""
+        if name == "destination_number":
+            return self.destination
+        if name in ("caller_id_number", "ani"):
+            return self.variables.get(name, self.caller)
+        value = self.variables.get(name)
+        return value if value is not None else self.sim.dialplan.globals.get(name)
+
     def expand(self, text: str) -> str:
-        """${var} expansion of app data (plain references only)."""
-        return _VAR_REF.sub(lambda m: self.variables.get(m.group(1), ""), text)
+        """${var} expansion of app data (switch_channel_expand_variables)."""
+        return expand(text, self.lookup)
 
     def _initial_variables(self, extra: dict[str, str]) -> dict[str, str]:
-        host = self.sim.agent_addr[0]
+        host = self.sim.agent_addrs[0][0]
         out = {
             "direction": "inbound", "uuid": self.uuid, "session_id": str(self.sim.next_session_id()),
             "sip_from_user": self.caller, "sip_from_uri": f"{self.caller}@127.0.0.1",
@@ -107,7 +119,7 @@ class Channel:
             "original_read_codec": "PCMU", "original_read_rate": "8000", "write_codec": "PCMU",
             "write_rate": "8000", "dialplan": "XML", "context": "public",
             "ai_did": self.destination, "playback_terminators": "none",
-            "current_application": "socket", "current_application_data": self.socket_data,
+            "caller_id_number": self.caller, "domain_name": self.sim.dialplan.globals.get("domain_name", ""),
             "socket_host": host,
         }
         out.update({str(k): str(v) for k, v in extra.items()})
@@ -161,8 +173,8 @@ class Channel:
                                            variables=list(self.variables.items()), extra=extra,
                                            subclass=subclass, body=body))
 
-    def fire_custom(self, subclass: str, body: str | None) -> None:
-        self.fire("CUSTOM", subclass=subclass, body=body)
+    def fire_custom(self, subclass: str, body: str | None, extra: Iterable[tuple[str, str]] = ()) -> None:
+        self.fire("CUSTOM", extra, subclass=subclass, body=body)
 
     # -- call control -------------------------------------------------------------------------------
 
@@ -206,14 +218,25 @@ class Channel:
         self.notify()
 
     def transfer(self, ext: str, dialplan: str | None, context: str | None, *, via: str) -> bool:
-        """switch_ivr_session_transfer: same channel, variables kept, CF_TRANSFER ends park."""
+        """switch_ivr_session_transfer: same channel, variables and media bugs kept; CF_TRANSFER ends
+        park and the running app, and the channel re-routes to `ext` in `context`."""
         if not self.up:
             return False
+        if via == "transfer_app" and self.in_dialplan:
+            via = "dialplan"
         dialplan = dialplan or self.variables.get("force_transfer_dialplan") or self.dialplan
         context = context or self.variables.get("force_transfer_context") or self.context
-        self.transferred = True
-        self.dialplan, self.context = dialplan, context
-        self.log.transfer = Transfer(ext, dialplan, context, time.monotonic(), via)
+        now = time.monotonic()
+        record = Transfer(ext, dialplan, context, now, via)
+        self.log.transfers.append(record)
+        if self.log.transfer is None:
+            # The call leaves the agent: which media bugs went along (they keep streaming, §10).
+            self.log.transfer = record
+            self.log.bugs_at_transfer = sorted(self.bugs)
+            for bug in self.bugs.values():
+                bug.log.attached_at_transfer = True
+        self.transferred = self.transfer_pending = True
+        self.destination, self.dialplan, self.context = ext, dialplan, context
         self.set_var("transfer_source", f"{int(time.time())}:{self.uuid}:bl_xfer:{ext}/{context}/{dialplan}")
         self.executor.wake()
         self.over.set()
@@ -224,6 +247,7 @@ class Channel:
         """An RFC 2833 digit from the caller: DTMF event (no variable_*); may end playback (§4)."""
         self.log.dtmf.append((time.monotonic(), digit))
         self.fire("DTMF", [("DTMF-Digit", digit), ("DTMF-Duration", "2000"), ("DTMF-Source", "RTP")])
+        self.notify()
         terminators = self.variables.get("playback_terminators", "*")
         if terminators.lower() == "any":
             terminators = "1234567890*#"
@@ -259,18 +283,24 @@ class Channel:
         bug = self.bugs.pop(bugname, None)
         if bug is None:
             return False
+        bug.log.t_stopped, bug.log.stopped_by = time.monotonic(), "stop"
         bug.close(final_text)
         return True
 
     def _deliver_packet(self, source: Callable[[int], bytes], late: bool) -> None:
+        after = self.log.transfer is not None
         for bug in list(self.bugs.values()):
-            if bug.connected and not bug.paused:
-                bug.push(source(bug.rate), late)
+            packet = source(bug.rate)
+            if bug.push(packet, late) and after:
+                bug.log.bytes_after_transfer += len(packet)
+                bug.log.packets_after_transfer += 1
 
     def _stop_media(self) -> None:
         self.mouth.stop()
         for name in list(self.bugs):
-            self.bugs.pop(name).close()     # hangup closes without final text (§3.2)
+            bug = self.bugs.pop(name)
+            bug.log.t_stopped, bug.log.stopped_by = time.monotonic(), "hangup"
+            bug.close()     # hangup closes without final text (§3.2)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -280,11 +310,16 @@ class Channel:
         self.notify()
 
     async def run(self) -> None:
-        """The `socket` app and what follows it in the dialplan, then teardown."""
+        """The channel from routing to teardown; the media clock runs while it is up."""
         self.sim.channels[self.uuid] = self
+        clock = asyncio.get_running_loop().create_task(self.mouth.run(), name=f"media-{self.uuid[:8]}")
         try:
-            await self._run()
+            await run_dialplan(self)
+            self._stop_media()
+            self._teardown()
+            await self._close_listener()
         finally:
+            clock.cancel()
             self._stop_media()
             # Let every WebSocket finish its close handshake before the caller's loop may end.
             await asyncio.gather(*(bug.wait_closed(CLOSE_WAIT_S) for bug in self._all_bugs))
@@ -295,53 +330,15 @@ class Channel:
             self.started.set()
             self.over.set()
 
-    async def _run(self) -> None:
-        host, port = self.sim.agent_addr
-        self.listener = OutboundListener(self)
-        if not await self.listener.dial(host, port):
-            self.log.ended_by = "agent_unreachable"
-            self.note(f"socket {host}:{port}: connection failed, dialplan continues")
-            self._dialplan_continues()
+    async def _close_listener(self) -> None:
+        reader, listener = self.reader, self.listener
+        if reader is None or listener is None:
             return
-        self.controlled = True
-        reader = asyncio.get_running_loop().create_task(self.listener.run(), name=f"esl-{self.uuid[:8]}")
-        connected = asyncio.get_running_loop().create_task(self.listener.connected.wait())
-        await asyncio.wait({connected, reader}, timeout=CONNECT_TIMEOUT_S + 1,
-                           return_when=asyncio.FIRST_COMPLETED)
-        connected.cancel()
-        if self.listener.connected.is_set():
-            self.log.connected_at = time.monotonic()
-            clock = asyncio.get_running_loop().create_task(self.mouth.run(), name=f"media-{self.uuid[:8]}")
-            self.started.set()
-            await self._controlled()
-            await self._wait_release()
-            clock.cancel()
-        else:
-            self.started.set()
-            if self.up:
-                self._dialplan_continues()
         await asyncio.wait({reader}, timeout=self.sim.final_timeout_s)
         if not reader.done():
             self.note("agent kept the socket open past the final timeout; the simulator closed it")
-            self.listener.close()
+            listener.close()
             await asyncio.wait({reader}, timeout=1.0)
-
-    async def _controlled(self) -> None:
-        await self.executor.park()
-        self.fire("CHANNEL_UNPARK")
-        self.fire("CHANNEL_EXECUTE_COMPLETE", [
-            ("Application", "socket"), ("Application-Data", self.socket_data),
-            ("Application-Response", "_none_"), ("Application-UUID", str(uuidlib.uuid4()))])
-        if self.up and not self.transferred:
-            await self.executor.parse_all()    # switch_ivr_parse_all_events after park returns
-            if self.up and not self.transferred:
-                self._dialplan_continues()
-        if self.transferred:
-            for state in ("CS_ROUTING", "CS_EXECUTE"):
-                self.state = state
-                self.fire("CHANNEL_STATE")
-        if not self.up:
-            self._teardown()
 
     def _teardown(self) -> None:
         """The state machine after hangup: CS_HANGUP, CS_REPORTING, CHANNEL_HANGUP_COMPLETE (§9)."""
@@ -355,27 +352,9 @@ class Channel:
         if self.listener is not None:
             self.listener.hangup_complete_sent()
 
-    async def _wait_release(self) -> None:
-        """After a transfer or fall-through the caller lives on with the humans until the script ends
-        (the call then leaves the simulation quietly) or until someone hangs the channel up."""
-        if self.up:
-            await self.wait_until(lambda: self.script_done.is_set() or not self.up, None)
-            if self.up:
-                self.up = False
-                self._stop_media()
-            else:
-                self._teardown()
-
     def finish_script(self) -> None:
         self.script_done.set()
         self.notify()
-
-    def _dialplan_continues(self) -> None:
-        """§1.7 / §5: `set ai_fallback=true`, `transfer human XML ai_escalation`."""
-        self.fell_through = self.log.fell_through = True
-        self.set_var("ai_fallback", "true")
-        ext, dialplan, context = FALLBACK_TARGET
-        self.transfer(ext, dialplan, context, via="dialplan")
 
     def _ended_by(self) -> str:
         if self.log.ended_by == "agent_unreachable":

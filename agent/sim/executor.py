@@ -13,6 +13,7 @@ import contextlib
 import time
 import uuid as uuidlib
 from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from agent.sim.channel import Channel
 
 LOOP_MIN_S = 0.5             # parse_event stops looping an app that returned in under 0.5 s
-NOOP_APPS = frozenset({"start_dtmf", "stop_dtmf", "log", "info", "ring_ready", "park", "event"})
+NOOP_APPS = frozenset({"log", "info", "ring_ready", "park"})
 
 
 @dataclass
@@ -48,9 +49,13 @@ def is_true(value: str | None) -> bool:
     return text.lstrip("+-").isdigit() and atoi(text) != 0
 
 
+AppFn = Callable[["Channel", str], Awaitable[None]]
+
+
 class Executor:
-    def __init__(self, channel: Channel):
+    def __init__(self, channel: Channel, extra_apps: Mapping[str, AppFn] | None = None):
         self.ch = channel
+        self.extra_apps = dict(extra_apps or {})
         self.queue: deque[PrivateEvent] = deque()
         self.lock = False            # CF_EVENT_LOCK
         self.break_flag = 0          # CF_BREAK (1, or 2 from `all` / killAudio)
@@ -172,6 +177,11 @@ class Executor:
     async def exec_app(self, app: str, arg: str | None, app_uuid: str, uuid_name: str | None = None) -> bool:
         """switch_core_session_exec: CHANNEL_EXECUTE, the app, CHANNEL_EXECUTE_COMPLETE."""
         handler = getattr(self, f"_app_{app}", None) if app.isidentifier() else None
+        if app in self.extra_apps:
+            fn = self.extra_apps[app]
+
+            async def handler(arg: str) -> None:
+                await fn(self.ch, arg)
         if handler is None and app not in NOOP_APPS:
             self.ch.note(f"invalid application {app!r}: channel hung up DESTINATION_OUT_OF_ORDER")
             self.ch.hangup("DESTINATION_OUT_OF_ORDER", by="agent_hangup")

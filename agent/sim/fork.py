@@ -115,15 +115,16 @@ class ForkBug:
         """Begins connecting; `start` has already answered `+OK Success` (§3.1)."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"fork-{self.bugname}")
 
-    def push(self, packet: bytes, late: bool) -> None:
-        """One 20 ms packet from the channel's read stream; dropped unless connected and streaming."""
+    def push(self, packet: bytes, late: bool) -> bool:
+        """One 20 ms packet from the channel's media; dropped (False) unless connected and streaming."""
         if not self.connected or self.paused or self.graceful:
-            return
+            return False
         self._audio.append(packet)
         self._late_pending += late
         self._pushed += 1
         if not (self._merge and self._pushed % MERGE_EVERY == 0):
             self._kick.set()
+        return True
 
     def send_text(self, text: str, *, mergeable: bool = True) -> bool:
         """bufferForSending: drachtio concatenates texts queued before the next write into one frame."""

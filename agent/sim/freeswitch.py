@@ -1,22 +1,25 @@
 """FreeSwitchSim: a faithful fake FreeSWITCH 1.10 + drachtio mod_audio_fork for tests, demo and benchmarks.
 
-Each scripted call dials the agent's outbound-socket port like `socket <host:port> async full` (freeswitch.md
-§1.3) and follows the §8 checklist; events go through one process-wide bus, as in FreeSWITCH, so a
-socket subscribed without `myevents` sees every channel's events.
+Each scripted call runs the project's own dialplan XML (`dialplan/`): the DID's extension dials the agent
+hosts like `socket h1|h2 async full` (freeswitch.md §1.3) and follows the §8 checklist; events go through
+one process-wide bus, as in FreeSWITCH, so a socket subscribed without `myevents` sees every channel's
+events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import grp
 import itertools
 import shutil
 import tempfile
 import uuid as uuidlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from agent.sim.caller import Caller
 from agent.sim.channel import Channel
+from agent.sim.dialplan import DEFAULT_DIALPLAN, DEFAULT_VARS, Dialplan
 from agent.sim.events import EventFactory, SimEvent
 from agent.sim.listener import OutboundListener
 from agent.sim.log import CallLog
@@ -24,11 +27,14 @@ from agent.sim.scenario import CallScript
 
 
 class FreeSwitchSim:
-    def __init__(self, agent_addr: tuple[str, int], *, speed: float = 1.0, temp_dir: Path | None = None,
-                 full: bool = True, hangup_event_on_no_linger: bool = True, merge_frames: bool = False,
-                 narrowband: bool = True, final_timeout_s: float = 10.0):
+    def __init__(self, agent_addr: tuple[str, int] | Sequence[tuple[str, int]], *, speed: float = 1.0,
+                 temp_dir: Path | None = None, full: bool = True, hangup_event_on_no_linger: bool = True,
+                 merge_frames: bool = False, narrowband: bool = True, final_timeout_s: float = 10.0,
+                 dialplan_dir: Path = DEFAULT_DIALPLAN, vars_xml: Path = DEFAULT_VARS,
+                 fs_uid: int | None = None, fs_gids: Iterable[int] | None = None):
         """
-        agent_addr: the agent's outbound-socket listener (host, port).
+        agent_addr: the agent's outbound-socket listener (host, port), or a list of them: they replace
+            the host list of the dialplan's `socket` action, tried in order (refused → next host).
         speed: call-time divisor; audio, playback and scripted pauses run `speed` times faster.
         temp_dir: playAudio files and synthesized caller audio (a fresh temp folder if None).
         full: the dialplan's `socket … full` flag; without it api/event/linger get `-ERR command not found`.
@@ -37,13 +43,24 @@ class FreeSwitchSim:
         merge_frames: now and then send two 20 ms packets in one WebSocket frame (§9).
         narrowband: pass caller audio through the 8 kHz PCMU channel, as a phone call does.
         final_timeout_s: how long to wait for the agent to close its socket once the call is over.
+        dialplan_dir / vars_xml: the XML the calls follow (the project's own by default).
+        fs_uid / fs_gids: who FreeSWITCH runs as when it opens a file to play (user `freeswitch`: by
+            default no uid of ours and the gid of a `freeswitch` group if one exists).
         """
-        host, port = agent_addr
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"agent_addr port must be 1-65535, got {port!r}")
+        addrs = [agent_addr] if isinstance(agent_addr, tuple) and isinstance(agent_addr[1], int) \
+            else list(agent_addr)  # type: ignore[arg-type]
+        if not addrs:
+            raise ValueError("agent_addr: at least one (host, port)")
+        for _host, port in addrs:
+            if not isinstance(port, int) or not 0 < port < 65536:
+                raise ValueError(f"agent_addr port must be 1-65535, got {port!r}")
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
-        self.agent_addr = (str(host), port)
+        self.agent_addrs: list[tuple[str, int]] = [(str(h), p) for h, p in addrs]
+        self.agent_addr = self.agent_addrs[0]
+        self.dialplan = Dialplan.load(dialplan_dir, vars_xml, env={})
+        self.fs_uid = fs_uid
+        self.fs_gids = frozenset(default_fs_gids() if fs_gids is None else fs_gids)
         self.speed = float(speed)
         self._own_temp = temp_dir is None
         self.temp_dir = (Path(temp_dir) if temp_dir is not None
@@ -77,17 +94,21 @@ class FreeSwitchSim:
         return self.temp_dir / f"{uuid}_{next(self._play_count)}.tmp{ext}"
 
     async def run_call(self, script: CallScript) -> CallLog:
-        """One call: dial the agent, run the caller's script, hang up if still up, return the log."""
+        """One call: dial the agent, run the caller's script, hang up, return the log.
+
+        A caller the agent transferred (or who fell through to the human queue) stays there for
+        `script.queue_s` more seconds of call time after the script's last step, then hangs up: the
+        channel and its media bugs live on meanwhile, as on FreeSWITCH."""
         channel = Channel(self, script)
         run = asyncio.get_running_loop().create_task(channel.run(), name=f"call-{channel.uuid[:8]}")
         try:
             await channel.started.wait()
-            listener = channel.listener
-            if listener is not None and listener.connected.is_set() and channel.up:
+            if channel.up:
                 await Caller(channel, script, self.temp_dir).run()
+            if channel.up and channel.over.is_set():
+                await channel.wait_until(lambda: not channel.up, script.queue_s / self.speed)
         finally:
-            # End of script (or a crash in it): a caller still talking to the agent hangs up.
-            if channel.up and not channel.over.is_set():
+            if channel.up:
                 channel.hangup("NORMAL_CLEARING", by="caller")
             channel.finish_script()
             await run
@@ -110,3 +131,11 @@ class FreeSwitchSim:
         """Removes the temp folder if the simulator created it."""
         if self._own_temp:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def default_fs_gids() -> list[int]:
+    """The gid of the `freeswitch` group, when this machine has one."""
+    try:
+        return [grp.getgrnam("freeswitch").gr_gid]
+    except KeyError:
+        return []

@@ -90,6 +90,26 @@ class ForkLog:
     frames_late: int = 0           # packets sent more than one packet period after their due time
     texts_sent: list[str] = field(default_factory=list)
     server_texts: list[str] = field(default_factory=list)
+    attached_at_transfer: bool = False   # the bug was still on the channel when the call left the agent
+    bytes_after_transfer: int = 0        # audio bytes streamed to the worker after that transfer
+    packets_after_transfer: int = 0      # 20 ms packets among them
+    t_stopped: float | None = None       # when the bug left the channel
+    stopped_by: str | None = None        # stop (uuid_audio_fork … stop) | hangup
+
+    @property
+    def seconds_after_transfer(self) -> float:
+        return self.packets_after_transfer * 0.02
+
+
+@dataclass
+class QueueStay:
+    """A wait in a mod_callcenter queue (modelled as music on hold until hangup or an exit key)."""
+
+    queue: str
+    t_join: float
+    moh: str = ""
+    t_leave: float | None = None
+    cancel_reason: str | None = None   # BREAK_OUT (hangup) | EXIT_WITH_KEY
 
 
 @dataclass
@@ -101,7 +121,14 @@ class CallLog:
     heard: list[Heard] = field(default_factory=list)
     utterances: list[Utterance] = field(default_factory=list)
     dtmf: list[tuple[float, str]] = field(default_factory=list)
-    transfer: Transfer | None = None
+    transfer: Transfer | None = None                      # the first transfer: the call left the agent
+    transfers: list[Transfer] = field(default_factory=list)  # every transfer, dialplan ones included
+    bugs_at_transfer: list[str] = field(default_factory=list)  # media bugs still attached at that moment
+    route: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (context, dest, extensions)
+    dials: list[tuple[str, int]] = field(default_factory=list)  # agent hosts the `socket` app tried
+    queue: list[QueueStay] = field(default_factory=list)
+    fired: list[tuple[str, str | None, dict[str, str]]] = field(default_factory=list)  # `event` app
+    voicemail: str | None = None
     channel_vars: dict[str, str] = field(default_factory=dict)
     ended_by: str | None = None    # caller | agent_hangup | transfer | fell_through | agent_unreachable
     fell_through: bool = False
@@ -118,6 +145,15 @@ class CallLog:
     @property
     def fork(self) -> ForkLog | None:
         return self.forks[0] if self.forks else None
+
+    @property
+    def fork_bytes_after_transfer(self) -> int:
+        """Caller audio every fork streamed after the call left the agent (0 if stopped before it)."""
+        return sum(f.bytes_after_transfer for f in self.forks)
+
+    @property
+    def fork_seconds_after_transfer(self) -> float:
+        return max((f.seconds_after_transfer for f in self.forks), default=0.0)
 
     def api_commands(self, include_bgapi: bool = False) -> list[str]:
         """The `api` command lines in order, without the `api ` prefix."""

@@ -92,6 +92,23 @@ Step = WaitIdle | WaitPlayback | SayAudio | SayText | BargeIn | Dtmf | Sleep | H
 _STEP_TYPES = (WaitIdle, WaitPlayback, SayAudio, SayText, BargeIn, Dtmf, Sleep, Hangup, ExpectTransfer)
 
 
+CODECS = {"PCMU": 8000, "PCMA": 8000, "G722": 16000}
+
+
+@dataclass(frozen=True)
+class Echo:
+    """Line/handset echo: what the caller hears comes back into the caller's audio, delayed and quieter."""
+
+    delay_ms: int = 120
+    gain_db: float = -12.0
+
+    def __post_init__(self) -> None:
+        if not 20 <= self.delay_ms <= 250:
+            raise ScenarioError(f"echo delay_ms must be 20-250, got {self.delay_ms}")
+        if not -30.0 <= self.gain_db <= -6.0:
+            raise ScenarioError(f"echo gain_db must be -30 to -6, got {self.gain_db}")
+
+
 @dataclass
 class CallScript:
     caller: str = "01012345678"
@@ -100,9 +117,19 @@ class CallScript:
     steps: list[Any] = field(default_factory=list)
     name: str = ""
     base_dir: Path | None = None      # where relative audio paths resolve (default: the current folder)
+    codec: str = "PCMU"               # the caller's leg: PCMU / PCMA at 8 kHz, G722 at 16 kHz
+    echo: Echo | None = None          # echo of the agent's audio in the caller's stream
+    queue_s: float = 2.0              # call seconds a transferred caller stays in the queue after the script
 
     def __post_init__(self) -> None:
         self.caller, self.destination = str(self.caller), str(self.destination)
+        self.codec = str(self.codec).upper().replace(".", "")
+        if self.codec not in CODECS:
+            raise ScenarioError(f"codec must be one of {sorted(CODECS)}, got {self.codec!r}")
+        if isinstance(self.echo, Mapping):
+            self.echo = Echo(**self.echo)
+        if self.queue_s < 0:
+            raise ScenarioError(f"queue_s must be >= 0, got {self.queue_s}")
         if not isinstance(self.variables, Mapping):
             raise ScenarioError(f"variables must be a mapping, got {type(self.variables).__name__}")
         self.variables = {str(k): str(v) for k, v in self.variables.items()}
@@ -191,13 +218,15 @@ def load_script(path: str | Path) -> CallScript:
         raise ScenarioError(f"{path}: {exc}") from exc
     if not isinstance(data, Mapping):
         raise ScenarioError(f"{path}: expected a mapping at the top level")
-    unknown = set(data) - {"name", "caller", "destination", "variables", "steps"}
+    unknown = set(data) - {"name", "caller", "destination", "variables", "steps", "codec", "echo", "queue_s"}
     if unknown:
         raise ScenarioError(f"{path}: unknown keys {sorted(unknown)}")
     try:
         return CallScript(caller=data.get("caller", "01012345678"),
                           destination=data.get("destination", "15881234"),
                           variables=data.get("variables") or {}, steps=list(data.get("steps") or []),
-                          name=str(data.get("name") or path.stem), base_dir=path.parent.resolve())
+                          name=str(data.get("name") or path.stem), base_dir=path.parent.resolve(),
+                          codec=data.get("codec", "PCMU"), echo=data.get("echo"),
+                          queue_s=float(data.get("queue_s", 2.0)))
     except ScenarioError as exc:
         raise ScenarioError(f"{path}: {exc}") from exc

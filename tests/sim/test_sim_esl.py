@@ -36,7 +36,7 @@ def test_connect_reply_is_one_url_encoded_block_without_content_length():
     assert f"Unique-ID: {log.uuid}" in lines and f"Channel-Unique-ID: {log.uuid}" in lines
     for line in ("Caller-Caller-ID-Number: 01012345678", "Caller-Destination-Number: 15881234",
                  "Caller-Context: public", "Channel-Read-Codec-Name: PCMU", "Channel-Read-Codec-Rate: 8000",
-                 "Answer-State: ringing", "variable_callagent_industry: ecommerce",
+                 "Answer-State: early", "variable_callagent_industry: ecommerce",
                  "variable_current_application: socket"):
         assert line in lines
     assert seen["next"] == {"Content-Type": "command/reply", "Reply-Text": "+OK Events Enabled"}
@@ -214,7 +214,9 @@ def test_unreachable_agent_falls_through_to_the_human_queue():
     sim.cleanup()
     assert log.ended_by == "agent_unreachable" and log.connected_at is None
     assert (log.transfer.ext, log.transfer.via) == ("human", "dialplan")
-    assert log.commands == [] and log.utterances == []
+    # The caller is still on the line in the queue: what they say is spoken into the queue, not the agent.
+    assert log.commands == [] and [u.text for u in log.utterances] == ["여보세요"]
+    assert [q.queue for q in log.queue] == ["support@default"]
 
 
 def test_dtmf_event_carries_digit_and_no_variables():

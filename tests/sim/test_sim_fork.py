@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
 import socket
-import threading
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from eslpeer import EslPeer, connect, named, needs_espeak, run_call, write_tone
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
+from wsserver import WsServer, collect
 
 from agent.sim import CallScript
 
@@ -24,52 +22,6 @@ SUBSCRIBE = ("event plain PLAYBACK_START PLAYBACK_STOP CUSTOM mod_audio_fork::co
              "mod_audio_fork::connect_failed mod_audio_fork::disconnect mod_audio_fork::transcription "
              "mod_audio_fork::json "
              "mod_audio_fork::play_audio mod_audio_fork::kill_audio")
-
-
-class WsServer:
-    """A websockets server on its own loop and thread; `handler(ws, record)` decides what it does."""
-
-    def __init__(self, handler: Callable[[ServerConnection, dict], Awaitable[None]]):
-        self.record: dict = {"texts": [], "sizes": [], "closed": threading.Event()}
-        self._handler = handler
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(5)
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-
-        async def wrapped(ws: ServerConnection) -> None:
-            self.record["request"] = ws.request
-            self.record["subprotocol"] = ws.subprotocol
-            try:
-                await self._handler(ws, self.record)
-            finally:
-                self.record["close_code"] = ws.close_code
-                self.record["closed"].set()
-
-        async with serve(wrapped, "127.0.0.1", 0, subprotocols=["audio.drachtio.org"]) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            self._ready.set()
-            await self._stop.wait()
-
-    def url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}/{path}"
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(5)
-
-
-async def collect(ws: ServerConnection, record: dict) -> None:
-    async for msg in ws:
-        if isinstance(msg, str):
-            record["texts"].append(msg)
-        else:
-            record["sizes"].append(len(msg))
 
 
 def _fork(peer: EslPeer, args: str) -> bytes:
