@@ -234,6 +234,23 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class CallbacksConfig:
+    """`callagent callbacks`: stored callback requests placed with `originate` over the inbound event socket."""
+
+    esl: tuple[str, int] = ("127.0.0.1", 8021)
+    esl_password: str | None = None  # from esl_password_env
+    # `{number}` is the caller's number; the answered call is handed to the agent hosts below.
+    dial_string: str = "sofia/gateway/carrier/{number}"
+    agent_socket: str = "127.0.0.1:8084|127.0.0.1:8085"
+    caller_id: str = ""
+    delay_s: float = 300.0  # a request without an agreed time is called back this long after it was made
+    retry_delay_s: float = 600.0
+    max_attempts: int = 3
+    originate_timeout_s: float = 45.0
+    poll_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class Config:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
@@ -242,6 +259,8 @@ class Config:
     # The dialog block is validated by agent.dialog.settings; kept raw here so that room owns its shape.
     dialog: Mapping[str, Any] = field(default_factory=dict)
     log_level: str = "INFO"
+    log_format: str = "text"  # json: one JSON object per line with the call id (agent/ops/logs.py)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     base_dir: str = "."
 
     def path(self, relative: str) -> Path:
@@ -383,6 +402,27 @@ def _store(s: Section) -> StoreConfig:
     return cfg
 
 
+def _callbacks(s: Section) -> CallbacksConfig:
+    d = CallbacksConfig()
+    dial = s.str("dial_string", d.dial_string)
+    if "{number}" not in dial:
+        raise ConfigError(s.key("dial_string"), "must contain {number}")
+    cfg = CallbacksConfig(
+        esl=s.host_port("esl", f"{d.esl[0]}:{d.esl[1]}"),
+        esl_password=s.secret("esl_password", "CALLAGENT_ESL_PASSWORD"),
+        dial_string=dial,
+        agent_socket=s.str("agent_socket", d.agent_socket),
+        caller_id=s.str("caller_id", d.caller_id),
+        delay_s=s.float("delay_s", d.delay_s, lo=0, hi=7 * 86400),
+        retry_delay_s=s.float("retry_delay_s", d.retry_delay_s, lo=1, hi=86400),
+        max_attempts=s.int("max_attempts", d.max_attempts, lo=1, hi=20),
+        originate_timeout_s=s.float("originate_timeout_s", d.originate_timeout_s, lo=5, hi=300),
+        poll_s=s.float("poll_s", d.poll_s, lo=0.05, hi=600),
+    )
+    s.done()
+    return cfg
+
+
 def parse_config(data: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
     """Builds a validated Config from an already-parsed YAML mapping."""
     root = Section(data, "")
@@ -393,6 +433,8 @@ def parse_config(data: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
         store=_store(root.section("store")),
         dialog=root.mapping("dialog"),
         log_level=root.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        log_format=root.choice("log_format", ("text", "json"), "text"),
+        callbacks=_callbacks(root.section("callbacks")),
         base_dir=base_dir,
     )
     root.done()

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 from agent.config import Config, ConfigError, load_config
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from agent.ops.logs import configure_logging
+
+    configure_logging(level, fmt)
 
 
 def _db(cfg: Config, migrate: bool = True):
@@ -21,14 +22,30 @@ def _db(cfg: Config, migrate: bool = True):
     return open_database(cfg, migrate=migrate)
 
 
+def _serve_ops(cfg: Config, controller, collector) -> None:
+    """/metrics /ready /live /status on controller.metrics_listen; SIGTERM drains: no new calls, live calls
+    finish, then `serve_forever` returns (bounded by controller.drain_timeout_s)."""
+    import signal
+
+    import gevent
+
+    from agent.ops.metrics import serve_metrics
+    from agent.ops.status import OpsServer
+
+    registry = serve_metrics(collector, None)
+    if cfg.controller.metrics_listen is not None:
+        OpsServer(controller, registry, cfg.controller.metrics_listen).start()
+    gevent.signal_handler(signal.SIGTERM, controller.drain)
+
+
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from agent.call.controller import Controller
-    from agent.ops.metrics import ControllerCollector, serve_metrics
+    from agent.ops.metrics import ControllerCollector
     from agent.ops.runtime import build_call_deps
 
     controller = Controller(build_call_deps(cfg, _db(cfg)))
-    serve_metrics(ControllerCollector(controller), cfg.controller.metrics_listen)
-    controller.serve_forever()
+    _serve_ops(cfg, controller, ControllerCollector(controller))
+    controller.serve_forever()  # returns once a SIGTERM drain is done
     return 0
 
 
@@ -62,6 +79,41 @@ def cmd_calls(cfg: Config, args: argparse.Namespace) -> int:
     calls = list_calls(_db(cfg), args.last)
     print_calls(calls, as_json=args.json)
     return 0
+
+
+def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
+    from agent.ops.status import fetch_status, render_status
+
+    urls = list(args.url or cfg.controller.status_urls)
+    if not urls and cfg.controller.metrics_listen is not None:
+        host, port = cfg.controller.metrics_listen
+        urls = [f"http://{host}:{port}"]
+    if not urls:
+        print("callagent: no hosts: set controller.status_urls (or metrics_listen), or pass --url", file=sys.stderr)
+        return 2
+    hosts = fetch_status(urls)
+    print(json.dumps(hosts, ensure_ascii=False, indent=1) if args.json else render_status(hosts))
+    return 1 if any("error" in h for h in hosts) else 0
+
+
+def cmd_tail(cfg: Config, args: argparse.Namespace) -> int:
+    from agent.ops.tail import TailError, tail
+
+    try:
+        return tail(_db(cfg, migrate=False), args.call_id, sys.stdout, follow=not args.no_follow)
+    except TailError as exc:
+        print(f"callagent: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_callbacks(cfg: Config, args: argparse.Namespace) -> int:
+    from agent.ops.callbacks import list_callbacks, run_callbacks
+
+    if args.list:
+        for row in list_callbacks(_db(cfg)):
+            print(json.dumps(row, ensure_ascii=False, default=str))
+        return 0
+    return run_callbacks(cfg, _db(cfg))
 
 
 def cmd_db_migrate(cfg: Config, args: argparse.Namespace) -> int:
@@ -103,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--last", type=int, default=10)
     calls.add_argument("--json", action="store_true")
     calls.set_defaults(fn=cmd_calls)
+    status = sub.add_parser("status", help="live calls on every controller host (state, age)")
+    status.add_argument("--url", action="append", help="a host's ops URL (default controller.status_urls)")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(fn=cmd_status)
+    tail_p = sub.add_parser("tail", help="one call's events and turns as they happen")
+    tail_p.add_argument("call_id", help="the call id (a unique prefix is enough)")
+    tail_p.add_argument("--no-follow", action="store_true", help="print what is stored and stop")
+    tail_p.set_defaults(fn=cmd_tail)
+    callbacks = sub.add_parser("callbacks", help="place requested callbacks with originate (inbound ESL)")
+    callbacks.add_argument("--list", action="store_true", help="print stored callback requests and exit")
+    callbacks.set_defaults(fn=cmd_callbacks)
     db = sub.add_parser("db", help="database tasks").add_subparsers(dest="db_command", required=True)
     db.add_parser("migrate", help="apply sql/ migrations").set_defaults(fn=cmd_db_migrate)
     kb = sub.add_parser("kb", help="knowledge base").add_subparsers(dest="kb_command", required=True)
@@ -125,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"callagent: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(cfg.log_level)
+    _setup_logging(cfg.log_level, cfg.log_format)
     try:
         return args.fn(cfg, args)
     except ConfigError as exc:
