@@ -1,15 +1,26 @@
 """The audio-fork worker: a WebSocket server that mod_audio_fork streams each call's audio to (freeswitch.md §3).
 
 `serve` runs it in the current event loop; `WorkerThread` runs it on its own loop in a background thread.
+No peer can take it down (docs/reliability.md): connections are capped (1013 over the cap), a fork that sends
+no audio for `idle_timeout_s` is closed, a message over `max_frame_bytes` closes its fork (1009), a fork whose
+token does not verify is refused (1008), and every log line a flood could repeat is rate-limited. One ASR
+engine (one model) serves every call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
+import os
+import resource
+import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from websockets.asyncio.server import ServerConnection
@@ -22,21 +33,80 @@ from agent.engines.asr import hotwords
 from agent.engines.asr.base import AsrEngine
 from agent.engines.asr.registry import create_asr
 from agent.media import fork_protocol as proto
+from agent.worker.ratelimit import RateLimitedLog
 from agent.worker.session import SEND_TIMEOUT_S, CallSession, WorkerStats
 
 log = logging.getLogger(__name__)
+limited = RateLimitedLog(log, per_s=1.0, burst=5)
 
 METADATA_TIMEOUT_S = 10.0  # mod_audio_fork sends the metadata right after connecting
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 # Dead peers are found by ping; libwebsockets answers pings on its own.
 PING_INTERVAL_S = 20.0
-MAX_MESSAGE_BYTES = 1 << 20  # 20 ms of audio is 640 B; anything near this is not from FreeSWITCH
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_GOING_AWAY = 1001
+TOKEN_HEX_CHARS = 32
+
+
+def fork_token(secret: str, call_id: str) -> str:
+    """The per-call fork token: HMAC-SHA256 of the call id, hex, first 32 characters (PROTOCOL.md)."""
+    return hmac.new(secret.encode(), call_id.encode(), hashlib.sha256).hexdigest()[:TOKEN_HEX_CHARS]
+
+
+def raise_fd_limit() -> int:
+    """Raises the soft open-files limit to the hard one: each fork holds a socket. Returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+class WatchedConnection:
+    """The connection as the call session sees it, noting when audio last arrived (for the idle timeout)."""
+
+    def __init__(self, ws: ServerConnection):
+        self._ws = ws
+        self.last_audio = time.monotonic()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ws, name)
+
+    def _note(self, message: str | bytes) -> str | bytes:
+        if isinstance(message, bytes):
+            self.last_audio = time.monotonic()
+        return message
+
+    async def recv(self, *args: object, **kwargs: object) -> str | bytes:
+        return self._note(await self._ws.recv(*args, **kwargs))  # type: ignore[arg-type]
+
+    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+        async for message in self._ws:
+            yield self._note(message)
 
 
 def _select_subprotocol(_conn: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
     # Echo audio.drachtio.org when offered; serve a client that offers none, as libwebsockets does.
     return Subprotocol(proto.SUBPROTOCOL) if proto.SUBPROTOCOL in offered else None
+
+
+class _QuietLogger(logging.LoggerAdapter):
+    """websockets' server logger with its error lines (failed handshakes: scans, idle sockets) rate-limited and
+    without the traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("websockets.server"), {})
+        self._limited = RateLimitedLog(self.logger, per_s=0.2, burst=3)
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if level >= logging.ERROR:
+            exc = sys.exc_info()[1] if kwargs.get("exc_info") is True else kwargs.get("exc_info")
+            detail = f": {exc!r}" if isinstance(exc, BaseException) else ""
+            self._limited.log(logging.WARNING, f"{msg}{detail}", *args)
+        elif self.isEnabledFor(level):
+            super().log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
 
 
 class Worker:
@@ -49,20 +119,30 @@ class Worker:
         self._stats = WorkerStats()
         self._executor: ThreadPoolExecutor | None = None
         self._hotwords_dir = cfg.path(cfg.worker.hotwords_dir)
+        self._secret = os.environ.get(cfg.worker.fork_secret_env) if cfg.worker.fork_secret_env else None
+        self.over_cap = 0  # forks closed because max_connections were open
+        self.idle_closed = 0
+        self.bad_tokens = 0
 
     def stats(self) -> dict[str, float]:
         """A snapshot of the counters (safe to call from any thread)."""
-        return self._stats.as_dict()
+        return {**self._stats.as_dict(), "over_cap": self.over_cap, "idle_closed": self.idle_closed,
+                "bad_tokens": self.bad_tokens, "log_suppressed": limited.suppressed_total}
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Listens on cfg.worker.listen until cancelled; sets `ready` once listening."""
         host, port = self.cfg.worker.listen
         self._executor = ThreadPoolExecutor(thread_name_prefix="asr")
+        if not self._secret:
+            log.warning("fork token check is off: $%s is unset (development only)", self.cfg.worker.fork_secret_env)
         try:
+            # The library's own handshake failures (a port scan, an idle socket) are logged rate-limited, not
+            # as a traceback per connection.
             async with ws_serve(self._handle, host, port, subprotocols=[Subprotocol(proto.SUBPROTOCOL)],
                                 select_subprotocol=_select_subprotocol, compression=None,
-                                max_size=MAX_MESSAGE_BYTES, ping_interval=PING_INTERVAL_S,
-                                ping_timeout=PING_INTERVAL_S) as server:
+                                max_size=self.cfg.worker.max_frame_bytes, ping_interval=PING_INTERVAL_S,
+                                ping_timeout=PING_INTERVAL_S, open_timeout=METADATA_TIMEOUT_S,
+                                logger=_QuietLogger()) as server:
                 self.port = server.sockets[0].getsockname()[1]
                 log.info("audio-fork worker listening on %s:%d (ASR engine %s)", host, self.port,
                          self.engine.name)
@@ -76,16 +156,43 @@ class Worker:
         stats = self._stats
         stats.connections += 1
         stats.active += 1
+        watched = WatchedConnection(ws)
+        idle = asyncio.create_task(self._close_when_idle(watched))
         try:
-            session = await self._open(ws)
+            if stats.active > self.cfg.worker.max_connections:
+                self.over_cap += 1
+                limited.warning("fork refused: %d connections open (worker.max_connections)", stats.active - 1)
+                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                    await asyncio.wait_for(ws.close(CLOSE_TRY_AGAIN_LATER, "over capacity"), SEND_TIMEOUT_S)
+                return
+            session = await self._open(watched)
             if session is not None:
                 log.info("call %s: fork connected (%d Hz)", session.meta.call_id, session.meta.rate)
                 await session.run()
                 log.info("call %s: fork closed", session.meta.call_id)
         finally:
+            idle.cancel()
             stats.active -= 1
 
-    async def _open(self, ws: ServerConnection) -> CallSession | None:
+    async def _close_when_idle(self, ws: WatchedConnection) -> None:
+        """FreeSWITCH sends a frame every 20 ms, silence included: a fork without audio is a dead peer."""
+        limit = self.cfg.worker.idle_timeout_s
+        while True:
+            await asyncio.sleep(max(0.05, limit - (time.monotonic() - ws.last_audio)))
+            if time.monotonic() - ws.last_audio >= limit:
+                self.idle_closed += 1
+                limited.warning("fork closed: no audio for %.1f s", limit)
+                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                    await asyncio.wait_for(ws.close(CLOSE_GOING_AWAY, "idle"), SEND_TIMEOUT_S)
+                return
+
+    def _token_ok(self, first: str, call_id: str) -> bool:
+        if not self._secret:
+            return True
+        token = json.loads(first).get("token", "")  # parse_metadata already checked it is a JSON object
+        return isinstance(token, str) and hmac.compare_digest(token, fork_token(self._secret, call_id))
+
+    async def _open(self, ws: WatchedConnection) -> CallSession | None:  # type: ignore[override]
         """Reads and checks the metadata frame; rejects the connection (1008) when it is unusable."""
         path_id = ws.request.path.partition("?")[0].strip("/") if ws.request else ""
         try:
@@ -103,6 +210,10 @@ class Worker:
         except proto.ProtocolError as exc:
             await self._reject(ws, str(exc))
             return None
+        if not self._token_ok(first, meta.call_id):
+            self.bad_tokens += 1
+            await self._reject(ws, f"call {meta.call_id}: fork token missing or wrong")
+            return None
         try:
             words = hotwords.load(self._hotwords_dir, meta.industry, meta.hotwords)
         except ValueError as exc:  # a broken hotword file must not drop the call
@@ -110,13 +221,14 @@ class Worker:
             words = meta.hotwords
         assert self._executor is not None
         worker = self.cfg.worker
+        # The session reads a watched connection (a ServerConnection look-alike).
         return CallSession(ws, meta, vad_cfg=worker.vad, engine=self.engine, executor=self._executor,
                            asr_timeout_s=worker.asr_timeout_s, allow_injection=worker.allow_text_injection,
                            hotwords=words, stats=self._stats)
 
-    async def _reject(self, ws: ServerConnection, reason: str) -> None:
+    async def _reject(self, ws: ServerConnection | WatchedConnection, reason: str) -> None:
         self._stats.rejected += 1
-        log.warning("fork rejected: %s", reason)
+        limited.warning("fork rejected: %s", reason)
         try:
             await asyncio.wait_for(ws.send(proto.error(reason)), SEND_TIMEOUT_S)
             await ws.close(proto.CLOSE_POLICY_VIOLATION, "bad metadata")
@@ -127,8 +239,9 @@ class Worker:
 async def serve(cfg: Config, engine: AsrEngine | None = None, *, ready: asyncio.Event | None = None) -> None:
     """Runs the worker until cancelled; builds the configured engine (with Vosk fallback) when none is given."""
     own_engine = engine is None
+    log.info("open files limit: %d", raise_fd_limit())
     if engine is None:
-        engine = create_asr(cfg.worker)
+        engine = create_asr(cfg.worker)  # once: every call shares this engine and its model
     worker = Worker(cfg, engine)
     if cfg.worker.metrics_listen is not None:
         from agent.ops.metrics import WorkerCollector, serve_metrics
