@@ -6,22 +6,10 @@ from __future__ import annotations
 
 import re
 
-from agent.dialog.slots import DIGIT_WORDS, digit_runs
+from agent.privacy import pii
 
-CARD_MASK = "[카드번호 삭제]"
-SECRET_MASK = "[비밀번호 삭제]"
-RRN_MASK = "[주민번호 삭제]"
-
-# 13–19 digits (written, or spoken digit by digit) look like a card number; never keep them.
-_CARD_MIN, _CARD_MAX = 13, 19
-_SPOKEN_DIGIT = "[0-9" + "".join(DIGIT_WORDS) + "]"
-_DIGIT_SEQ = re.compile(rf"{_SPOKEN_DIGIT}(?:[\s\-]*{_SPOKEN_DIGIT})+")
-_RRN = re.compile(r"\d{6}\s*-\s*[1-4]\d{6}")
+CARD_MASK = "[카드번호 ****"  # how a masked card number starts (agent.privacy.pii.Finding.masked)
 _SECRET_WORDS = r"(?:비밀\s*번호|비번|패스워드|password|pin\s*번호|핀\s*번호|보안\s*카드\s*번호|cvc|cvv|otp\s*번호)"
-# What follows "비밀번호는" when it starts with a digit (written or spoken): the secret itself.
-_SECRET_VALUE = re.compile(
-    rf"({_SECRET_WORDS}\s*(?:은|는|이|가|:|is)?\s*)({_SPOKEN_DIGIT}\S*(?:\s+{_SPOKEN_DIGIT}+)*)", re.I
-)
 _SECRET_MENTION = re.compile(_SECRET_WORDS, re.I)
 # The agent must never ask for these; a reply that does is replaced (the LLM may be talked into it).
 _SECRET_REQUEST = re.compile(
@@ -32,8 +20,9 @@ _SECRET_REQUEST = re.compile(
 )
 _NEGATED = re.compile(r"\s*(?:하지|않|마시|마세요|마십|말아|드리지|해\s*주지)")
 SAFE_SECRET_REPLY = "보안을 위해 비밀번호나 카드 전체 번호는 여쭤보지 않습니다."
+# True because every turn is masked before it is stored, logged or sent to a model (agent/privacy/pii.py).
 SECRET_WARNING = (
-    "보안을 위해 비밀번호나 카드 번호 전체는 말씀하지 않으셔도 됩니다. 방금 말씀하신 번호는 기록하지 않았습니다."
+    "보안을 위해 비밀번호나 카드 번호 전체는 말씀하지 않으셔도 됩니다. 방금 말씀하신 번호는 상담 기록에서 가렸습니다."
 )
 
 _INJECTION = re.compile(
@@ -52,33 +41,18 @@ _MONEY_ACTION = re.compile(
 )
 
 
-def _spoken_to_digits(s: str) -> str:
-    return "".join(DIGIT_WORDS.get(ch, ch) for ch in s if ch.isdigit() or ch in DIGIT_WORDS)
-
-
 def contains_card_number(text: str) -> bool:
-    return any(_CARD_MIN <= len(r) <= _CARD_MAX for r in digit_runs(text)) or any(
-        _CARD_MIN <= len(_spoken_to_digits(m.group(0))) <= _CARD_MAX for m in _DIGIT_SEQ.finditer(text)
-    )
+    return any(f.kind == pii.CARD for f in pii.find_pii(text))
 
 
 def contains_secret(text: str) -> bool:
     """The caller is giving a password/PIN or a full card or resident number."""
-    return bool(_SECRET_VALUE.search(text) and re.search(r"\d|" + _SPOKEN_DIGIT, text)) or \
-        contains_card_number(text) or bool(_RRN.search(text))
+    return pii.contains_secret(text)
 
 
 def redact(text: str) -> str:
-    """Removes card numbers, resident numbers and anything said after "비밀번호"; safe to store and log."""
-    out = _RRN.sub(RRN_MASK, text)
-
-    def card(m: re.Match[str]) -> str:
-        n = len(_spoken_to_digits(m.group(0)))
-        return CARD_MASK if _CARD_MIN <= n <= _CARD_MAX else m.group(0)
-
-    out = _DIGIT_SEQ.sub(card, out)
-    out = _SECRET_VALUE.sub(lambda m: m.group(1) + SECRET_MASK, out)
-    return out
+    """Every piece of personal data masked (`[카드번호 ****3456]`, `[주민등록번호]`); safe to store and log."""
+    return pii.mask_text(text)
 
 
 def asks_for_secret(reply: str) -> bool:

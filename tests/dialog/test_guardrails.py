@@ -11,25 +11,44 @@ from agent.dialog import guardrails, sentiment
 @pytest.mark.parametrize("text", [
     "카드번호는 1234 5678 9012 3456 이에요",
     "카드 번호 1234-5678-9012-3456",
-    "일이삼사 오육칠팔 구공일이 삼사오육이요",
+    "사오삼이 공일오일 일이팔삼 공삼육육이요",
 ])
 def test_card_numbers_are_redacted(text: str) -> None:
     assert guardrails.contains_secret(text)
     out = guardrails.redact(text)
     assert guardrails.CARD_MASK in out
-    assert "5678" not in out and "오육칠팔" not in out
+    assert "5678" not in out and "공일오일" not in out
+
+
+@pytest.mark.parametrize("text", [
+    "6250 9412 3456 7890 126이에요",
+    "카드번호는 육이오공 구사일이 삼사오육 칠팔구공 일이육이에요",
+])
+def test_nineteen_digit_card_before_ieyo_is_redacted(text: str) -> None:
+    """The 이 of 이에요 must not be read as a twentieth digit (which made the number too long for a card)."""
+    assert guardrails.contains_secret(text)
+    out = guardrails.redact(text)
+    assert out.endswith("[카드번호 ****0126]이에요")
+    assert "9412" not in out and "구사일이" not in out
 
 
 def test_password_and_resident_number_are_redacted() -> None:
-    out = guardrails.redact("비밀번호는 4321이고 주민번호는 850312-1234567이에요")
-    assert "4321" not in out and "1234567" not in out
-    assert guardrails.SECRET_MASK in out and guardrails.RRN_MASK in out
+    out = guardrails.redact("비밀번호는 4321이고 주민번호는 850312-1234565이에요")
+    assert "4321" not in out and "1234565" not in out
+    assert out == "비밀번호는 [비밀번호]이고 주민번호는 [주민등록번호]이에요"
 
 
-def test_ordinary_numbers_are_kept() -> None:
-    text = "주문번호 123456, 휴대폰 010-1234-5678"
+def test_tracking_number_is_not_a_card() -> None:
+    text = "우체국 택배 6070123456789 언제 와요"  # Luhn-valid, 13 digits: still a tracking number
     assert not guardrails.contains_secret(text)
     assert guardrails.redact(text) == text
+
+
+def test_ordinary_numbers_are_kept_and_phones_masked() -> None:
+    assert guardrails.redact("주문번호 123456 조회해 주세요") == "주문번호 123456 조회해 주세요"
+    text = "주문번호 123456, 휴대폰 010-1234-5678"
+    assert not guardrails.contains_secret(text)  # a phone number is personal, not a secret
+    assert guardrails.redact(text) == "주문번호 123456, 휴대폰 [전화번호 ****5678]"
 
 
 @pytest.mark.parametrize("reply", [
