@@ -182,14 +182,27 @@ class ControllerConfig:
 class VadConfig:
     aggressiveness: int = 2
     min_speech_ms: int = 300
-    end_silence_ms: int = 800
+    # Fallback end of turn: this much silence ends the turn whatever the transcript says.
+    end_silence_ms: int = 900
     prefix_pad_ms: int = 200
     max_utterance_s: float = 30.0
-    # ASR starts speculatively after this much silence; if the caller stays silent until end_silence_ms
+    # ASR starts speculatively after this much silence; if the caller stays silent until the turn ends
     # the result is ready at once (0 = off). Never affects what is transcribed, only when.
-    speculative_ms: int = 300
+    speculative_ms: int = 200
     # Voiced this long while the agent talks → stop the agent (barge-in); a turn still needs min_speech_ms.
     barge_in_ms: int = 160
+    # Silence inside an utterance that sends speech_paused and reads the live transcript for the turn end.
+    pause_ms: int = 200
+    # Voiced audio of one utterance that makes it a real interruption (speech_continuing).
+    barge_in_confirm_ms: int = 500
+    # The transcript ends a Korean sentence: the turn ends after this much silence.
+    sentence_end_ms: int = 240
+    # No verdict from the transcript: the audio model alone may end the turn after this much silence.
+    audio_model_ms: int = 500
+    # Smart Turn v3.2 (audio end-of-turn model); scores Korean high, so its cut-offs are calibrated, not 0.5.
+    smart_turn: bool = True
+    smart_turn_threshold: float = 0.98  # ends a turn with no transcript verdict at audio_model_ms
+    smart_turn_veto: float = 0.5  # below this a sentence-final transcript waits for the fallback
 
 
 @dataclass(frozen=True)
@@ -326,10 +339,20 @@ def _vad(s: Section) -> VadConfig:
         max_utterance_s=s.float("max_utterance_s", d.max_utterance_s, lo=1, hi=300),
         speculative_ms=s.int("speculative_ms", d.speculative_ms, lo=0, hi=5000),
         barge_in_ms=s.int("barge_in_ms", d.barge_in_ms, lo=0, hi=5000),
+        pause_ms=s.int("pause_ms", d.pause_ms, lo=20, hi=5000),
+        barge_in_confirm_ms=s.int("barge_in_confirm_ms", d.barge_in_confirm_ms, lo=20, hi=5000),
+        sentence_end_ms=s.int("sentence_end_ms", d.sentence_end_ms, lo=20, hi=5000),
+        audio_model_ms=s.int("audio_model_ms", d.audio_model_ms, lo=20, hi=5000),
+        smart_turn=s.bool("smart_turn", d.smart_turn),
+        smart_turn_threshold=s.float("smart_turn_threshold", d.smart_turn_threshold, lo=0, hi=1),
+        smart_turn_veto=s.float("smart_turn_veto", d.smart_turn_veto, lo=0, hi=1),
     )
     if cfg.speculative_ms and cfg.speculative_ms >= cfg.end_silence_ms:
         raise ConfigError(s.key("speculative_ms"), "must be below end_silence_ms (or 0 to turn it off)")
-    for name in ("min_speech_ms", "end_silence_ms", "prefix_pad_ms", "speculative_ms", "barge_in_ms"):
+    if not cfg.pause_ms <= cfg.sentence_end_ms <= cfg.end_silence_ms:
+        raise ConfigError(s.key("sentence_end_ms"), "must lie between pause_ms and end_silence_ms")
+    for name in ("min_speech_ms", "end_silence_ms", "prefix_pad_ms", "speculative_ms", "barge_in_ms", "pause_ms",
+                 "barge_in_confirm_ms", "sentence_end_ms", "audio_model_ms"):
         if getattr(cfg, name) % 20:
             raise ConfigError(s.key(name), "must be a multiple of 20 (the frame length in ms)")
     s.done()

@@ -1,6 +1,9 @@
 """End-of-speech detection: a pure QUIET → STARTING → SPEAKING state machine over per-frame VAD decisions.
 
 Time is passed in (stream seconds of each frame's start), so the same audio always gives the same events.
+When the turn ends inside SPEAKING is up to agent.media.turn_end: at `pause_ms` of silence the endpointer
+emits SpeechPaused; whoever drives it reads the transcript so far (and the audio model) and hands the result
+back with `set_signals` before pushing the next frame, and every later silent frame asks the policy again.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from agent.config import VadConfig
+from agent.media.turn_end import NO_SIGNALS, TurnEnd, TurnEndPolicy, TurnSignals
 from agent.media.vad import FRAME_MS
 
 # A silence run this long before onset is confirmed drops the candidate: a cough or a click, not speech.
@@ -47,6 +51,47 @@ class SpeechOnset:
 
 
 @dataclass(frozen=True)
+class SpeechDropped:
+    """An onset candidate that never reached min speech (a cough, a click, a short burst)."""
+
+    utterance: int  # the number it would have had
+    at: float  # when it was dropped
+    voiced_ms: int
+    onset_sent: bool  # a SpeechOnset went out for it, so the controller may have paused the agent
+
+
+@dataclass(frozen=True)
+class SpeechContinuing:
+    """The utterance's voiced audio reached `barge_in_confirm_ms`: a real interruption, not a backchannel."""
+
+    utterance: int
+    at: float
+    voiced_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    """Silence reached `pause_ms` inside an utterance. The driver should read the turn signals now and hand
+    them to `Endpointer.set_signals` before the next frame. `pcm` is the utterance audio up to the last voiced
+    frame plus the trailing pad (the audio model's input)."""
+
+    utterance: int
+    at: float  # when the pause was reached
+    end: float  # end of the last voiced frame
+    voiced_ms: int
+    audio_start: float
+    pcm: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Voice again after a SpeechPaused of the same utterance."""
+
+    utterance: int
+    at: float
+
+
+@dataclass(frozen=True)
 class SpeechEnded:
     utterance: int
     start: float  # first voiced frame (same as SpeechStarted.at)
@@ -54,7 +99,12 @@ class SpeechEnded:
     audio_start: float  # stream seconds of pcm[0]: `start` minus the prefix padding that was available
     pcm: bytes  # prefix padding + speech + at most TRAILING_PAD_MS of silence
     decided_at: float  # stream seconds when the end was decided
-    forced: bool  # max length reached or flushed, rather than ended by silence
+    eot: TurnEnd
+
+    @property
+    def forced(self) -> bool:
+        """Max length reached or flushed, rather than ended by silence."""
+        return self.eot.reason == "forced"
 
     @property
     def eos_wait_ms(self) -> int:
@@ -62,7 +112,7 @@ class SpeechEnded:
 
 
 @dataclass(frozen=True)
-class SpeechPaused:
+class SpeculativePause:
     """Silence reached `speculative_ms` inside an utterance: its audio so far, for a speculative ASR pass.
 
     If the utterance then ends with no further voiced frame, the SpeechEnded audio is byte-identical (same
@@ -75,21 +125,25 @@ class SpeechPaused:
     pcm: bytes
 
 
-Event = SpeechOnset | SpeechStarted | SpeechPaused | SpeechEnded
+Event = (SpeechOnset | SpeechDropped | SpeechStarted | SpeechContinuing | SpeechPaused | SpeechResumed
+         | SpeculativePause | SpeechEnded)
 
 
 class Endpointer:
     """Feed one decision per frame with `push`; it returns the events that frame caused (usually none)."""
 
     def __init__(self, cfg: VadConfig, *, frame_ms: int = FRAME_MS, start_gap_ms: int = START_GAP_MS,
-                 trailing_pad_ms: int = TRAILING_PAD_MS):
+                 trailing_pad_ms: int = TRAILING_PAD_MS, policy: TurnEndPolicy | None = None):
+        self._frame_ms = frame_ms
         self._frame_s = frame_ms / 1000
         self._pad_frames = cfg.prefix_pad_ms // frame_ms
         self._min_frames = max(1, math.ceil(cfg.min_speech_ms / frame_ms))
         # Barge-in onset only when it comes before the confirmation (0 or >= min speech: off).
         onset = math.ceil(cfg.barge_in_ms / frame_ms) if cfg.barge_in_ms else 0
         self._onset_frames = onset if 0 < onset < self._min_frames else 0
-        self._end_frames = max(1, math.ceil(cfg.end_silence_ms / frame_ms))
+        self._confirm_frames = max(self._min_frames, math.ceil(cfg.barge_in_confirm_ms / frame_ms))
+        self._pause_frames = max(1, math.ceil(cfg.pause_ms / frame_ms))
+        self._policy = policy or TurnEndPolicy(cfg)
         self._max_frames = max(1, round(cfg.max_utterance_s * 1000 / frame_ms))
         self._gap_frames = max(1, math.ceil(start_gap_ms / frame_ms))
         self._trail_frames = trailing_pad_ms // frame_ms
@@ -105,6 +159,8 @@ class Endpointer:
         self._voiced = 0
         self._gap = 0
         self._last_voiced_idx = 0
+        self._paused = False  # a SpeechPaused went out since the last voiced frame
+        self._signals = NO_SIGNALS
 
     @property
     def state(self) -> State:
@@ -123,9 +179,11 @@ class Endpointer:
             self._pre.append((t, frame))
             return []
         self._buf.append((t, frame))
+        now = t + self._frame_s
         if voiced:
             self._voiced += 1
-            self._gap = 0
+            resumed = self._paused
+            self._gap, self._paused, self._signals = 0, False, NO_SIGNALS
             self._last_voiced_idx = len(self._buf) - 1
         else:
             self._gap += 1
@@ -133,22 +191,42 @@ class Endpointer:
             if voiced:
                 return self._maybe_confirm(t)
             if self._gap >= self._gap_frames:
-                self._drop_candidate()
+                return self._drop_candidate(now)
             return []
-        if self._gap >= self._end_frames:
-            return [self._finish(t + self._frame_s, forced=False)]
-        if self._gap and self._gap == self._spec_frames:
-            return [self._pause()]
+        events: list[Event] = []
+        if voiced:
+            if resumed:
+                events.append(SpeechResumed(self._utterance, t))
+            if self._voiced == self._confirm_frames:
+                events.append(SpeechContinuing(self._utterance, now, self._voiced * self._frame_ms))
+        else:
+            if self._gap == self._spec_frames:
+                events.append(self._speculative())
+            if self._gap == self._pause_frames:
+                self._paused = True
+                events.append(self._pause(now))
+            ended = self._policy.decide(self._gap * self._frame_ms, self._signals)
+            if ended is not None:
+                return [*events, self._finish(now, ended)]
         if len(self._buf) - self._onset_idx >= self._max_frames:
-            return [self._finish(t + self._frame_s, forced=True)]
-        return []
+            events.append(self._finish(now, self._policy.forced(self._gap * self._frame_ms, self._signals)))
+        return events
+
+    def set_signals(self, utterance: int, signals: TurnSignals, now: float) -> list[Event]:
+        """The turn signals read at this utterance's SpeechPaused; the turn may end on them at once (`now` is
+        the end of the last frame pushed). Ignored once the caller spoke again or the utterance ended."""
+        if self._state is not State.SPEAKING or utterance != self._utterance or not self._paused:
+            return []
+        self._signals = signals
+        ended = self._policy.decide(self._gap * self._frame_ms, signals)
+        return [self._finish(now, ended)] if ended is not None else []
 
     def flush(self, t: float) -> list[Event]:
         """Ends an utterance in progress now (stream end or graceful shutdown); an unconfirmed onset is dropped."""
         if self._state is State.SPEAKING:
-            return [self._finish(t, forced=True)]
+            return [self._finish(t, self._policy.forced(self._gap * self._frame_ms, self._signals))]
         if self._state is State.STARTING:
-            self._drop_candidate()
+            return self._drop_candidate(t)
         return []
 
     def _begin_candidate(self, frame: bytes, t: float) -> None:
@@ -160,6 +238,7 @@ class Endpointer:
         self._onset_t = t
         self._voiced = 1
         self._gap = 0
+        self._paused, self._signals = False, NO_SIGNALS
         self._last_voiced_idx = self._onset_idx
 
     def _maybe_confirm(self, t: float) -> list[Event]:
@@ -170,39 +249,58 @@ class Endpointer:
         self._state = State.SPEAKING
         self._utterance += 1
         audio = b"".join(f for _, f in self._buf)
-        return [SpeechStarted(self._utterance, self._onset_t, t + self._frame_s, audio)]
+        now = t + self._frame_s
+        events: list[Event] = [SpeechStarted(self._utterance, self._onset_t, now, audio)]
+        if self._voiced == self._confirm_frames:
+            events.append(SpeechContinuing(self._utterance, now, self._voiced * self._frame_ms))
+        return events
 
-    def _drop_candidate(self) -> None:
+    def _drop_candidate(self, now: float) -> list[Event]:
+        voiced, onset_sent = self._voiced, 0 < self._onset_frames <= self._voiced
         self._state = State.QUIET
         self._pre.extend(self._buf)  # the ring keeps only the newest frames
         self._buf = []
+        return [SpeechDropped(self._utterance + 1, now, voiced * self._frame_ms, onset_sent)]
 
     def _cut(self) -> int:
         return min(self._last_voiced_idx + 1 + self._trail_frames, len(self._buf))
 
-    def _pause(self) -> SpeechPaused:
-        return SpeechPaused(
+    def _last_voiced_end(self) -> float:
+        return self._buf[self._last_voiced_idx][0] + self._frame_s
+
+    def _speculative(self) -> SpeculativePause:
+        return SpeculativePause(
             utterance=self._utterance,
-            end=self._buf[self._last_voiced_idx][0] + self._frame_s,
+            end=self._last_voiced_end(),
             audio_start=self._buf[0][0],
             pcm=b"".join(f for _, f in self._buf[:self._cut()]),
         )
 
-    def _finish(self, decided_at: float, *, forced: bool) -> SpeechEnded:
-        last_t = self._buf[self._last_voiced_idx][0]
+    def _pause(self, now: float) -> SpeechPaused:
+        return SpeechPaused(
+            utterance=self._utterance,
+            at=now,
+            end=self._last_voiced_end(),
+            voiced_ms=self._voiced * self._frame_ms,
+            audio_start=self._buf[0][0],
+            pcm=b"".join(f for _, f in self._buf[:self._cut()]),
+        )
+
+    def _finish(self, decided_at: float, eot: TurnEnd) -> SpeechEnded:
         cut = self._cut()
         event = SpeechEnded(
             utterance=self._utterance,
             start=self._onset_t,
-            end=last_t + self._frame_s,
+            end=self._last_voiced_end(),
             audio_start=self._buf[0][0],
             pcm=b"".join(f for _, f in self._buf[:cut]),
             decided_at=decided_at,
-            forced=forced,
+            eot=eot,
         )
         self._state = State.QUIET
+        self._paused, self._signals = False, NO_SIGNALS
         # Silence after the cut may pad the next onset; after a forced end the tail is speech already sent.
-        if not forced:
+        if eot.reason != "forced":
             self._pre.extend(self._buf[cut:])
         self._buf = []
         return event

@@ -15,6 +15,7 @@ from agent.engines.asr.base import AsrSegment
 
 SUBPROTOCOL = "audio.drachtio.org"
 SUPPORTED_RATES = (8000, 16000)  # the VAD runs at these; the controller asks for one of them
+SUPPORTED_CHANNELS = (1, 2)  # mono (caller only) or stereo (caller + what the caller hears)
 MAX_METADATA_BYTES = 8192  # mod_audio_fork caps initial metadata here, so anything longer is not from it
 INJECT_TYPE = "callagent.inject"
 CLOSE_POLICY_VIOLATION = 1008
@@ -35,6 +36,8 @@ class ForkMetadata:
     tenant: str = "default"
     lang: str = "ko"
     hotwords: tuple[str, ...] = ()  # per-call extras (tenant terms) the controller may pass along
+    token: str = ""  # per-call secret; the server verifies it before accepting the fork
+    channels: int = 1  # 2: stereo fork, caller LEFT, what the caller hears RIGHT (interleaved L16)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ def parse_metadata(text: str, *, fallback_call_id: str = "") -> ForkMetadata:
     hotwords = data.get("hotwords", [])
     if not isinstance(hotwords, list) or not all(isinstance(h, str) for h in hotwords):
         raise ProtocolError("metadata 'hotwords' must be a list of strings")
+    channels = data.get("channels", 1)
+    if isinstance(channels, bool) or channels not in SUPPORTED_CHANNELS:
+        raise ProtocolError(f"metadata 'channels' must be 1 (mono) or 2 (stereo), got {channels!r}")
     return ForkMetadata(
         call_id=call_id,
         rate=rate,
@@ -81,6 +87,8 @@ def parse_metadata(text: str, *, fallback_call_id: str = "") -> ForkMetadata:
         tenant=_opt_str(data, "tenant", "default"),
         lang=_opt_str(data, "lang", "ko"),
         hotwords=tuple(hotwords),
+        token=_opt_str(data, "token", ""),
+        channels=channels,
     )
 
 
@@ -150,10 +158,10 @@ def speech_ended(utterance: int, start: float, end: float) -> str:
 
 def transcript(utterance: int, text: str, *, source: str, engine: str, start: float, end: float,
                eos_wait_ms: float, asr_ms: float, segments: Sequence[AsrSegment] = (),
-               final: bool = True, asr_wait_ms: float | None = None) -> str:
+               final: bool = True, asr_wait_ms: float | None = None, eot: dict[str, Any] | None = None) -> str:
     """`segments` carry stream seconds (the caller adds the utterance's audio offset). `asr_wait_ms` is how
     long the transcript took after the end of speech was decided: less than `asr_ms` when ASR started
-    speculatively during the silence."""
+    speculatively during the silence. `eot` (finals only): why and when the turn was taken as ended."""
     data = {
         "event": "transcript",
         "utterance": utterance,
@@ -171,7 +179,41 @@ def transcript(utterance: int, text: str, *, source: str, engine: str, start: fl
             for seg in segments
         ],
     }
+    if eot is not None:
+        data["eot"] = eot
     return _dump({"type": "transcription", "data": data})
+
+
+def _event(event: str, utterance: int, at: float, **fields: object) -> str:
+    return _dump({"type": "json", "event": event, "utterance": utterance, "at": _s(at), **fields})
+
+
+def speech_dropped(utterance: int, at: float, voiced_ms: int) -> str:
+    """An onset that never became speech (cough, click): the controller resumes what it paused."""
+    return _event("speech_dropped", utterance, at, voiced_ms=voiced_ms)
+
+
+def speech_paused(utterance: int, at: float, voiced_ms: int) -> str:
+    return _event("speech_paused", utterance, at, voiced_ms=voiced_ms)
+
+
+def speech_continuing(utterance: int, at: float, voiced_ms: int) -> str:
+    """Enough voiced audio to be a real interruption, not a backchannel."""
+    return _event("speech_continuing", utterance, at, voiced_ms=voiced_ms)
+
+
+def turn_preview(utterance: int, text: str, at: float) -> str:
+    """The transcript so far looks like a complete turn: work may start, audio waits for the final."""
+    return _dump({"type": "json", "event": "turn_preview", "utterance": utterance, "text": text, "at": _s(at)})
+
+
+def turn_resumed(utterance: int, at: float) -> str:
+    """The caller spoke again after a turn_preview: preemptive work for it is void."""
+    return _event("turn_resumed", utterance, at)
+
+
+def heartbeat(seq: int, audio_ms: int, at: float) -> str:
+    return _dump({"type": "json", "event": "heartbeat", "seq": seq, "audio_ms": audio_ms, "at": _s(at)})
 
 
 def asr_error(utterance: int, reason: str, retryable: bool) -> str:

@@ -8,6 +8,7 @@ decoder's final pass remain, instead of the whole utterance.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -71,6 +72,14 @@ class LiveDecoder:
         self._utterance = 0
         return self._then(self._result)
 
+    def partial(self, utterance: int) -> asyncio.Future[str] | None:
+        """The words decoded so far for `utterance` (after all audio fed until now), or None if it is not
+        being decoded live. For the end-of-turn check at a pause."""
+        if utterance != self._utterance or self._tail is None:
+            return None
+        self._flush()
+        return self._then(self._partial)
+
     def abandon(self) -> None:
         self._utterance = 0
         self._pending, self._pending_bytes = [], 0
@@ -100,8 +109,32 @@ class LiveDecoder:
         if self._decoder is not None:  # None only if opening failed; result() reports that
             self._decoder.accept(pcm)
 
+    def _partial(self) -> str:
+        if self._decoder is None:
+            return ""
+        text = getattr(self._decoder, "partial", None)
+        return text() if callable(text) else _kaldi_partial(self._decoder)
+
     def _result(self) -> AsrResult:
         decoder, self._decoder = self._decoder, None
         if decoder is None:
             raise EngineError(getattr(self._engine, "name", "asr"), "live decoder could not start", retryable=True)
         return decoder.result()
+
+
+def _kaldi_partial(decoder: Any) -> str:
+    """Words so far of a VoskUtterance: its closed segments plus Kaldi's partial hypothesis.
+
+    Reads the decoder's recogniser directly because the engine has no public partial() yet; an engine that
+    adds one is used through it instead (see LiveDecoder._partial).
+    """
+    rec = getattr(decoder, "_rec", None)
+    if rec is None:
+        return ""
+    try:
+        tail = json.loads(rec.PartialResult()).get("partial", "")
+    except Exception as exc:  # a Kaldi failure here only costs the fast end of turn
+        log.warning("live partial failed: %s", exc)
+        return ""
+    done = " ".join(s.text for s in getattr(decoder, "_segments", ()))
+    return f"{done} {tail}".strip()

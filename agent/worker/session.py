@@ -1,6 +1,8 @@
 """One forked call on the worker: audio → VAD → endpointing → ASR in a thread pool → JSON back to FreeSWITCH.
 
-`CallStream` is the synchronous audio state (no I/O); `CallSession` drives it from one WebSocket.
+`CallStream` (agent.worker.stream) is the synchronous audio state (no I/O); `CallSession` drives it from one
+WebSocket: at each pause it reads the turn signals (the live transcript so far, Smart Turn) and hands them
+back, so the turn can end after ~240 ms of silence when the caller finished a sentence.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 
@@ -19,18 +22,33 @@ from websockets.protocol import State
 from agent.config import VadConfig
 from agent.engines.asr.base import AsrContext, AsrEngine, AsrSegment
 from agent.engines.errors import EngineError
-from agent.media import endpointing
 from agent.media import fork_protocol as proto
-from agent.media.endpointing import Endpointer, Event, SpeechEnded, SpeechOnset, SpeechPaused, SpeechStarted
-from agent.media.vad import FRAME_MS, Vad, WebRtcVad, frame_bytes
+from agent.media import smart_turn
+from agent.media.endpointing import (
+    Event,
+    SpeculativePause,
+    SpeechContinuing,
+    SpeechDropped,
+    SpeechEnded,
+    SpeechOnset,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+)
+from agent.media.turn_end import TurnSignals
 from agent.worker.live import LiveDecoder, LiveFrame
 from agent.worker.partials import PartialRelay
+from agent.worker.stream import CallStream
 
 log = logging.getLogger(__name__)
 
 # A speculative ASR pass: (perf_counter when it started, its executor future).
 Speculative = tuple[float, "asyncio.Future"]
 SEND_TIMEOUT_S = 5.0  # a peer that stops reading for this long is treated as gone
+HEARTBEAT_S = 1.0
+# At a pause the stream waits this long at most for the transcript so far / the audio model; past it the
+# turn falls back to silence alone (a slow engine must not hold the call's audio).
+SIGNAL_TIMEOUT_S = 1.0  # tests and benches that send audio faster than real time raise it
 INJECTED_ENGINE = "text-injected"
 
 
@@ -55,51 +73,16 @@ class WorkerStats:
     speculative_used: int = 0  # finals whose ASR had already run during the silence
     speculative_wasted: int = 0  # speculative passes dropped because the caller spoke again
     errors: int = 0  # protocol violations and failed sends
+    echo_frames: int = 0  # voiced caller frames gated out as the agent's own echo (stereo forks)
+    smart_turn_calls: int = 0
+    turn_previews: int = 0
+    turns_sentence_end: int = 0  # turns ended by the end-of-turn reasons (agent.media.turn_end)
+    turns_audio_model: int = 0
+    turns_silence: int = 0
+    turns_forced: int = 0
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
-
-
-class CallStream:
-    """Reassembles the L16 stream into 20 ms frames, runs the VAD and the endpointer; time = samples / rate."""
-
-    def __init__(self, rate: int, vad_cfg: VadConfig, stats: WorkerStats, *, vad: Vad | None = None,
-                 live: bool = False):
-        self.rate = rate
-        self._live = live  # also emit each frame of an utterance in progress, for live decoding
-        self._stats = stats
-        self._vad = vad or WebRtcVad(vad_cfg.aggressiveness)
-        self._assembler = proto.FrameAssembler(frame_bytes(rate))
-        self._endpointer = Endpointer(vad_cfg)
-        self._frame_samples = rate * FRAME_MS // 1000
-        self._samples = 0
-
-    @property
-    def stream_s(self) -> float:
-        """Seconds of audio turned into frames so far."""
-        return self._samples / self.rate
-
-    def feed(self, data: bytes) -> list[Event]:
-        stats = self._stats
-        stats.messages += 1
-        stats.bytes += len(data)
-        if len(data) % 2:
-            stats.odd_frames += 1
-        events: list[Event] = []
-        for frame in self._assembler.feed(data):
-            t = self._samples / self.rate
-            self._samples += self._frame_samples
-            stats.frames += 1
-            found = self._endpointer.push(frame, self._vad.is_speech(frame, self.rate), t)
-            if found:
-                events.extend(found)
-            elif self._live and self._endpointer.state is endpointing.State.SPEAKING:
-                events.append(LiveFrame(frame))
-        return events
-
-    def flush(self) -> list[Event]:
-        """Finishes an utterance in progress (a partial frame still pending is < 20 ms and is dropped)."""
-        return self._endpointer.flush(self.stream_s)
 
 
 class CallSession:
@@ -117,11 +100,15 @@ class CallSession:
         self._stats = stats
         self._context = AsrContext(hotwords=hotwords, language=meta.lang, call_id=meta.call_id)
         self._live = LiveDecoder(engine, meta.rate, self._context, executor) if LiveDecoder.supported(engine) else None
-        self._stream = CallStream(meta.rate, vad_cfg, stats, live=self._live is not None)
+        self._stream = CallStream(meta.rate, vad_cfg, stats, live=self._live is not None, channels=meta.channels,
+                                  hold=True)
+        self._use_smart_turn = vad_cfg.smart_turn
         self._injection: str | None = None
         # Utterances go to ASR one at a time, so transcripts leave in utterance order.
         self._queue: asyncio.Queue[tuple[SpeechEnded, str | None, Speculative | None]] = asyncio.Queue()
         self._utterance = 0
+        self._previewed = 0  # the utterance a turn_preview went out for (0: none pending)
+        self._received = 0  # audio bytes received, for heartbeats
         # (utterance, end of its last voiced frame, perf_counter at start, future) of the speculative pass.
         self._speculative: tuple[int, float, float, asyncio.Future] | None = None
         self._partials = (PartialRelay(engine, self._context, meta.rate, executor, self._send, lambda: self._utterance)
@@ -129,17 +116,15 @@ class CallSession:
 
     async def run(self) -> None:
         asr_task = asyncio.create_task(self._asr_loop(), name=f"asr-{self.meta.call_id}")
+        beat_task = asyncio.create_task(self._heartbeat(), name=f"heartbeat-{self.meta.call_id}")
         if self._partials is not None:
             await self._partials.start()
         try:
             async for message in self._ws:
                 if isinstance(message, bytes):
-                    if self._partials is not None:
-                        self._partials.feed(message)
+                    self._received += len(message)
                     # A zero-length binary frame is mod_audio_fork's graceful-shutdown: "flush your finals".
-                    events = self._stream.feed(message) if message else self._stream.flush()
-                    for event in events:
-                        await self._on_event(event)
+                    await self._handle(self._stream.feed(message) if message else self._stream.flush())
                 else:
                     self._on_text(message)
         except ConnectionClosed:
@@ -149,13 +134,44 @@ class CallSession:
             if self._partials is not None:
                 self._partials.close()
             asr_task.cancel()
-            await asyncio.gather(asr_task, return_exceptions=True)
+            beat_task.cancel()
+            await asyncio.gather(asr_task, beat_task, return_exceptions=True)
+
+    async def _handle(self, events: list[Event | LiveFrame]) -> None:
+        if self._partials is not None:
+            self._partials.feed(self._stream.take_caller_audio())
+        pending = deque(events)
+        while pending:
+            event = pending.popleft()
+            await self._on_event(event)
+            if event is self._stream.held:
+                # The stream waits here: read the turn signals, then let it go on (it may end the turn now).
+                pending.extend(await self._resolve(event))
+
+    async def _resolve(self, event: SpeechPaused) -> list[Event | LiveFrame]:
+        signals = await self._turn_signals(event)
+        if signals.sentence_end and signals.text and self._previewed != event.utterance:
+            self._previewed = event.utterance
+            self._stats.turn_previews += 1
+            await self._send(proto.turn_preview(event.utterance, signals.text, event.at))
+        events = self._stream.resolve(signals)
+        if self._partials is not None:
+            self._partials.feed(self._stream.take_caller_audio())
+        return events
+
+    async def _heartbeat(self) -> None:
+        seq = 0
+        per_s = self.meta.rate * 2 * self.meta.channels
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            seq += 1
+            received_s = self._received / per_s
+            await self._send(proto.heartbeat(seq, round(received_s * 1000), received_s))
 
     async def _on_event(self, event: Event | LiveFrame) -> None:
         if isinstance(event, LiveFrame):
             self._live.feed(event.frame)
-            return
-        if isinstance(event, SpeechPaused):
+        elif isinstance(event, SpeculativePause):
             if self._injection is None and self._live is None:  # a live decoder is already ahead
                 self._discard_speculative()
                 started = time.perf_counter()
@@ -163,17 +179,32 @@ class CallSession:
                     self._executor, self._engine.transcribe, np.frombuffer(event.pcm, dtype="<i2"),
                     self.meta.rate, self._context)
                 self._speculative = (event.utterance, event.end, started, future)
-            return
-        if isinstance(event, SpeechOnset):
+        elif isinstance(event, SpeechOnset):
             await self._send(proto.speech_onset(event.utterance, event.at))
-            return
-        if isinstance(event, SpeechStarted):
+        elif isinstance(event, SpeechDropped):
+            if event.onset_sent:
+                await self._send(proto.speech_dropped(event.utterance, event.at, event.voiced_ms))
+        elif isinstance(event, SpeechStarted):
             self._utterance = event.utterance
             if self._live is not None:
                 self._live.begin(event.utterance, event.audio)
             await self._send(proto.speech_started(event.utterance, event.at))
-            return
+        elif isinstance(event, SpeechContinuing):
+            await self._send(proto.speech_continuing(event.utterance, event.at, event.voiced_ms))
+        elif isinstance(event, SpeechPaused):
+            await self._send(proto.speech_paused(event.utterance, event.at, event.voiced_ms))
+        elif isinstance(event, SpeechResumed):
+            if self._previewed == event.utterance:
+                self._previewed = 0
+                await self._send(proto.turn_resumed(event.utterance, event.at))
+        else:
+            await self._on_ended(event)
+
+    async def _on_ended(self, event: SpeechEnded) -> None:
         self._stats.utterances += 1
+        reason = f"turns_{event.eot.reason}"
+        setattr(self._stats, reason, getattr(self._stats, reason) + 1)
+        self._previewed = 0
         await self._send(proto.speech_ended(event.utterance, event.start, event.end))
         injection, self._injection = self._injection, None
         if injection is not None:
@@ -188,6 +219,38 @@ class CallSession:
         else:
             speculative = self._take_speculative(event)
         self._queue.put_nowait((event, injection, speculative))
+
+    async def _turn_signals(self, event: SpeechPaused) -> TurnSignals:
+        """The transcript so far (live decoder, speculative pass or injected text) and, where it can change
+        the decision, the Smart Turn score of the audio up to this pause."""
+        text: str | None = self._injection
+        if text is None:
+            future: asyncio.Future | None = None
+            if self._live is not None:
+                future = self._live.partial(event.utterance)
+            elif self._speculative is not None and self._speculative[:2] == (event.utterance, event.end):
+                future = self._speculative[3]
+            if future is not None:
+                try:
+                    result = await asyncio.wait_for(asyncio.shield(future), SIGNAL_TIMEOUT_S)
+                    text = result if isinstance(result, str) else result.text
+                except Exception as exc:  # a slow or failed pass only costs the fast path
+                    log.debug("call %s: no transcript at the pause: %r", self.meta.call_id, exc)
+        signals = TurnSignals(text=text)
+        if not self._use_smart_turn or not self._stream.policy.needs_audio_model(signals):
+            return signals
+        try:
+            score = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+                self._executor, _score, event.pcm, self.meta.rate), SIGNAL_TIMEOUT_S)
+        except smart_turn.SmartTurnUnavailable as exc:
+            log.warning("call %s: Smart Turn off: %s", self.meta.call_id, exc)
+            self._use_smart_turn = False
+            return signals
+        except Exception as exc:
+            log.warning("call %s: Smart Turn failed: %r", self.meta.call_id, exc)
+            return signals
+        self._stats.smart_turn_calls += 1
+        return TurnSignals(text=text, smart_turn=score)
 
     def _on_text(self, text: str) -> None:
         try:
@@ -213,6 +276,7 @@ class CallSession:
                     event.utterance, injection, source=proto.SOURCE_INJECTED, engine=INJECTED_ENGINE,
                     start=event.start, end=event.end, eos_wait_ms=event.eos_wait_ms, asr_ms=0,
                     segments=(AsrSegment(injection, event.start, event.end),) if injection else (),
+                    eot=event.eot.as_dict(),
                 )
             else:
                 message = await self._recognise(event, speculative)
@@ -268,7 +332,7 @@ class CallSession:
         return proto.transcript(
             event.utterance, result.text, source=proto.SOURCE_ASR, engine=result.engine,
             start=event.start, end=event.end, eos_wait_ms=event.eos_wait_ms, asr_ms=asr_ms,
-            segments=segments, asr_wait_ms=(done - eos_at) * 1000,
+            segments=segments, asr_wait_ms=(done - eos_at) * 1000, eot=event.eot.as_dict(),
         )
 
     async def _send(self, message: str) -> None:
@@ -282,3 +346,7 @@ class CallSession:
             self._stats.errors += 1
             log.warning("call %s: send timed out; closing", self.meta.call_id)
             await self._ws.close(1011, "send timeout")
+
+
+def _score(pcm: bytes, rate: int) -> float:
+    return smart_turn.shared().score(np.frombuffer(pcm, dtype="<i2"), rate)

@@ -8,7 +8,19 @@ import numpy as np
 import pytest
 
 from agent.config import VadConfig
-from agent.media.endpointing import Endpointer, SpeechEnded, SpeechOnset, SpeechPaused, SpeechStarted, State
+from agent.media.endpointing import (
+    Endpointer,
+    SpeculativePause,
+    SpeechContinuing,
+    SpeechDropped,
+    SpeechEnded,
+    SpeechOnset,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    State,
+)
+from agent.media.turn_end import TurnSignals
 from agent.media.vad import WebRtcVad, frame_bytes
 
 SPEECH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "speech"
@@ -24,7 +36,13 @@ def index_of(pcm_frame: bytes) -> int:
     return int.from_bytes(pcm_frame[:2], "little")
 
 
-HINTS = (SpeechOnset, SpeechPaused)  # barge-in and speculative-ASR hints, not turn events
+# Barge-in, pause and speculative-ASR hints, not turn events.
+HINTS = (SpeechOnset, SpeculativePause, SpeechPaused, SpeechContinuing, SpeechResumed, SpeechDropped)
+
+
+def cfg(**kw: object) -> VadConfig:
+    """The fixed-silence behaviour these tests pin: an 800 ms fallback and no transcript signals."""
+    return VadConfig(**{"end_silence_ms": 800, **kw})
 
 
 def run(ep: Endpointer, decisions: str, start: int = 0, *, hints: bool = False) -> list[tuple[int, object]]:
@@ -42,7 +60,7 @@ def frames_in(pcm: bytes) -> list[int]:
 
 
 def test_onset_is_confirmed_after_min_speech_and_reports_the_onset_time():
-    ep = Endpointer(VadConfig())
+    ep = Endpointer(cfg())
     assert run(ep, "0" * 10 + "1" * 14) == []
     assert ep.state is State.STARTING
     [(i, ev)] = run(ep, "1", start=24)
@@ -52,7 +70,7 @@ def test_onset_is_confirmed_after_min_speech_and_reports_the_onset_time():
 
 
 def test_end_after_800_ms_silence_with_prefix_pad_and_trimmed_tail():
-    ep = Endpointer(VadConfig())
+    ep = Endpointer(cfg())
     events = run(ep, "0" * 30 + "1" * 50 + "0" * 39)
     assert [type(e) for _, e in events] == [SpeechStarted]
     [(i, ev)] = run(ep, "0", start=119)  # the 40th silent frame completes 800 ms
@@ -69,7 +87,7 @@ def test_end_after_800_ms_silence_with_prefix_pad_and_trimmed_tail():
 
 
 def test_short_blips_are_ignored_but_short_gaps_inside_an_onset_are_not():
-    ep = Endpointer(VadConfig())
+    ep = Endpointer(cfg())
     # 200 ms of "speech" then 100 ms of silence: a blip, dropped.
     assert run(ep, "1" * 10 + "0" * 5 + "0" * 50) == []
     assert ep.state is State.QUIET
@@ -80,7 +98,7 @@ def test_short_blips_are_ignored_but_short_gaps_inside_an_onset_are_not():
 
 
 def test_a_dropped_blip_stays_available_as_prefix_padding():
-    ep = Endpointer(VadConfig())
+    ep = Endpointer(cfg())
     run(ep, "0" * 20 + "1" * 3 + "0" * 5)  # blip at frames 20..22, dropped at frame 27
     events = run(ep, "1" * 15 + "0" * 40, start=28)
     ended = [e for _, e in events if isinstance(e, SpeechEnded)][0]
@@ -88,7 +106,7 @@ def test_a_dropped_blip_stays_available_as_prefix_padding():
 
 
 def test_pauses_shorter_than_end_silence_keep_one_utterance():
-    ep = Endpointer(VadConfig())
+    ep = Endpointer(cfg())
     events = run(ep, "1" * 20 + "0" * 39 + "1" * 20 + "0" * 40)
     kinds = [type(e) for _, e in events]
     assert kinds == [SpeechStarted, SpeechEnded]
@@ -96,7 +114,7 @@ def test_pauses_shorter_than_end_silence_keep_one_utterance():
 
 
 def test_max_utterance_length_forces_an_end_and_a_new_utterance_follows():
-    ep = Endpointer(VadConfig(max_utterance_s=1.0))
+    ep = Endpointer(cfg(max_utterance_s=1.0))
     events = run(ep, "1" * 100)
     kinds = [(i, type(e).__name__, e.utterance) for i, e in events]
     # Ends 1.0 s after onset (frame 49), then a new onset needs another 300 ms (15 frames).
@@ -109,7 +127,7 @@ def test_max_utterance_length_forces_an_end_and_a_new_utterance_follows():
 
 
 def test_flush_ends_speech_now_and_drops_an_unconfirmed_onset():
-    ep = Endpointer(VadConfig())
+    ep = Endpointer(cfg())
     run(ep, "1" * 20 + "0" * 5)
     [ev] = ep.flush(25 * F)
     assert isinstance(ev, SpeechEnded) and ev.forced
@@ -117,20 +135,20 @@ def test_flush_ends_speech_now_and_drops_an_unconfirmed_onset():
     assert ep.flush(26 * F) == []
     run(ep, "1" * 5, start=26)
     assert ep.state is State.STARTING
-    assert ep.flush(31 * F) == [] and ep.state is State.QUIET
+    assert ep.flush(31 * F) == [SpeechDropped(2, 31 * F, 100, onset_sent=False)] and ep.state is State.QUIET
 
 
 def test_prefix_pad_is_limited_by_the_audio_available_and_can_be_zero():
-    ep = Endpointer(VadConfig())
+    ep = Endpointer(cfg())
     events = run(ep, "00" + "1" * 15 + "0" * 40)
     assert events[1][1].audio_start == 0.0 and frames_in(events[1][1].pcm)[0] == 0
-    ep = Endpointer(VadConfig(prefix_pad_ms=0))
+    ep = Endpointer(cfg(prefix_pad_ms=0))
     events = run(ep, "0" * 10 + "1" * 15 + "0" * 40)
     assert frames_in(events[1][1].pcm)[0] == 10
 
 
 def test_utterances_are_numbered_in_order():
-    ep = Endpointer(VadConfig())
+    ep = Endpointer(cfg())
     events = run(ep, ("1" * 20 + "0" * 40) * 3)
     assert [(type(e).__name__, e.utterance) for _, e in events] == [
         ("SpeechStarted", 1), ("SpeechEnded", 1), ("SpeechStarted", 2), ("SpeechEnded", 2),
@@ -147,7 +165,7 @@ def _segment_real(path: Path, rate: int) -> tuple[list[object], float]:
     audio = resample(audio, sr, rate)
     audio = np.concatenate([audio, np.zeros(int(rate * 1.2), np.int16)])
     data, n = audio.tobytes(), frame_bytes(rate)
-    ep, vad, events = Endpointer(VadConfig()), WebRtcVad(2), []
+    ep, vad, events = Endpointer(cfg()), WebRtcVad(2), []
     for j in range(0, len(data) - n + 1, n):
         events += ep.push(data[j:j + n], vad.is_speech(data[j:j + n], rate), j / 2 / rate)
     return [e for e in events if not isinstance(e, HINTS)], len(audio) / rate
@@ -182,34 +200,86 @@ def test_telephone_band_sentences_with_pauses_split_into_several_utterances():
 
 
 def test_pause_after_speculative_silence_carries_exactly_the_final_audio():
-    ep = Endpointer(VadConfig(speculative_ms=300))
+    ep = Endpointer(cfg(speculative_ms=300))
     events = run(ep, "0" * 10 + "1" * 30 + "0" * 40, hints=True)
-    kinds = [(i, type(e)) for i, e in events if not isinstance(e, SpeechOnset)]
-    assert kinds == [(24, SpeechStarted), (54, SpeechPaused), (79, SpeechEnded)]  # 15 silent frames = 300 ms
-    pause, end = (e for _, e in events if isinstance(e, (SpeechPaused, SpeechEnded)))
+    kinds = [(i, type(e)) for i, e in events if isinstance(e, (SpeechStarted, SpeculativePause, SpeechEnded))]
+    assert kinds == [(24, SpeechStarted), (54, SpeculativePause), (79, SpeechEnded)]  # 15 silent frames = 300 ms
+    pause, end = (e for _, e in events if isinstance(e, (SpeculativePause, SpeechEnded)))
     assert pause.pcm == end.pcm and pause.end == end.end and pause.audio_start == end.audio_start
 
 
 def test_speech_after_a_pause_pauses_again_and_the_final_audio_differs():
-    ep = Endpointer(VadConfig(speculative_ms=300))
+    ep = Endpointer(cfg(speculative_ms=300))
     events = run(ep, "1" * 20 + "0" * 16 + "1" * 10 + "0" * 40, hints=True)
-    pauses = [e for _, e in events if isinstance(e, SpeechPaused)]
+    pauses = [e for _, e in events if isinstance(e, SpeculativePause)]
     [end] = [e for _, e in events if isinstance(e, SpeechEnded)]
     assert len(pauses) == 2 and pauses[0].end < pauses[1].end == end.end
     assert pauses[1].pcm == end.pcm and pauses[0].pcm != end.pcm
 
 
 def test_speculative_pause_can_be_turned_off():
-    ep = Endpointer(VadConfig(speculative_ms=0))
-    assert not [e for _, e in run(ep, "1" * 20 + "0" * 40, hints=True) if isinstance(e, SpeechPaused)]
+    ep = Endpointer(cfg(speculative_ms=0))
+    assert not [e for _, e in run(ep, "1" * 20 + "0" * 40, hints=True) if isinstance(e, SpeculativePause)]
 
 
 def test_barge_in_onset_comes_after_160_ms_of_voice_before_confirmation():
-    ep = Endpointer(VadConfig(barge_in_ms=160))
+    ep = Endpointer(cfg(barge_in_ms=160))
     events = run(ep, "0" * 10 + "1" * 15, hints=True)
     assert [(i, type(e)) for i, e in events] == [(17, SpeechOnset), (24, SpeechStarted)]  # 8 frames = 160 ms
     assert events[0][1] == SpeechOnset(1, pytest.approx(10 * F))
     # A cough: voiced long enough to barge in, not long enough for a turn.
-    ep = Endpointer(VadConfig(barge_in_ms=160))
-    assert [type(e) for _, e in run(ep, "1" * 9 + "0" * 10, hints=True)] == [SpeechOnset]
+    ep = Endpointer(cfg(barge_in_ms=160))
+    events = run(ep, "1" * 9 + "0" * 10, hints=True)
+    assert [(i, type(e)) for i, e in events] == [(7, SpeechOnset), (13, SpeechDropped)]  # 5 silent frames
+    assert events[1][1] == SpeechDropped(1, pytest.approx(14 * F), 180, onset_sent=True)
     assert ep.utterances == 0
+    # Shorter than the barge-in onset: dropped without an onset, so no speech_dropped goes out.
+    ep = Endpointer(cfg(barge_in_ms=160))
+    assert [e.onset_sent for _, e in run(ep, "1" * 4 + "0" * 5, hints=True)] == [False]
+
+
+def test_pause_continuing_and_resumed_mark_the_utterance_as_it_goes():
+    ep = Endpointer(cfg())
+    events = run(ep, "1" * 30 + "0" * 12 + "1" * 5 + "0" * 9, hints=True)
+    kinds = [(i, type(e).__name__) for i, e in events if not isinstance(e, (SpeechOnset, SpeculativePause))]
+    # 500 ms voiced → continuing; 200 ms of silence → paused; voice again → resumed; a short gap pauses nothing.
+    assert kinds == [(14, "SpeechStarted"), (24, "SpeechContinuing"), (39, "SpeechPaused"), (42, "SpeechResumed")]
+    paused = events[[type(e) for _, e in events].index(SpeechPaused)][1]
+    assert paused.voiced_ms == 600 and paused.at == pytest.approx(40 * F) and paused.end == pytest.approx(30 * F)
+    assert frames_in(paused.pcm) == list(range(40))  # speech + the 200 ms trailing pad
+
+
+def test_a_sentence_final_transcript_ends_the_turn_after_the_short_silence():
+    ep = Endpointer(cfg(end_silence_ms=900, smart_turn=False))
+    events = run(ep, "1" * 30 + "0" * 10, hints=True)
+    assert isinstance(events[-1][1], SpeechPaused)
+    assert ep.set_signals(1, TurnSignals(text="배송 조회해 주세요"), 40 * F) == []  # 200 ms < 240 ms
+    [(i, ended)] = run(ep, "0" * 2, start=40)
+    assert i == 41 and isinstance(ended, SpeechEnded)
+    assert ended.eos_wait_ms == 240 and ended.eot.as_dict() == {
+        "reason": "sentence_end", "silence_ms": 240, "sentence_end": True, "smart_turn": None}
+
+
+def test_an_open_transcript_waits_for_the_fallback_and_voice_clears_the_signals():
+    ep = Endpointer(cfg(end_silence_ms=900, smart_turn=False))
+    run(ep, "1" * 30 + "0" * 10)
+    ep.set_signals(1, TurnSignals(text="주문 번호 는"), 40 * F)
+    assert run(ep, "0" * 34, start=40) == []
+    [(i, ended)] = run(ep, "0", start=74)
+    assert i == 74 and ended.eot.reason == "silence" and ended.eot.sentence_end is False
+    # Signals read at a pause do not outlive it: after more voice, the old "sentence end" is gone.
+    ep = Endpointer(cfg(end_silence_ms=900, smart_turn=False))
+    run(ep, "1" * 30 + "0" * 10)
+    ep.set_signals(1, TurnSignals(text="네 맞아요"), 40 * F)
+    run(ep, "1" * 5 + "0" * 9, start=40)  # voice resumes at frame 40: the turn goes on
+    assert [e for _, e in run(ep, "0" * 10, start=54) if isinstance(e, SpeechEnded)] == []
+
+
+def test_signals_can_end_the_turn_at_once_but_not_after_the_pause_is_over():
+    ep = Endpointer(cfg(smart_turn=False, sentence_end_ms=200))
+    run(ep, "1" * 30 + "0" * 10)
+    [ended] = ep.set_signals(1, TurnSignals(text="네"), 40 * F)
+    assert ended.eos_wait_ms == 200 and ended.eot.reason == "sentence_end" and ep.state is State.QUIET
+    ep = Endpointer(cfg(smart_turn=False, sentence_end_ms=200))
+    run(ep, "1" * 30 + "0" * 10 + "1")
+    assert ep.set_signals(1, TurnSignals(text="네"), 41 * F) == [] and ep.state is State.SPEAKING

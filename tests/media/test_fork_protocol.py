@@ -24,6 +24,12 @@ def test_metadata_defaults_and_call_id_from_the_url_path():
         "uuid-from-path", 8000, "", "default", "ko")
     meta = proto.parse_metadata('{"rate":8000,"hotwords":["로켓배송"],"extra":1}', fallback_call_id="x")
     assert meta.hotwords == ("로켓배송",)
+    assert (meta.token, meta.channels) == ("", 1)
+
+
+def test_metadata_token_hotwords_and_stereo():
+    meta = proto.parse_metadata('{"call_id":"c","rate":8000,"token":"ab12","hotwords":["반품","환불"],"channels":2}')
+    assert (meta.token, meta.hotwords, meta.channels) == ("ab12", ("반품", "환불"), 2)
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -39,6 +45,9 @@ def test_metadata_defaults_and_call_id_from_the_url_path():
     ('{"call_id":"a","rate":16000,"industry":["x"]}', "'industry' must be a string"),
     ('{"call_id":"a","rate":16000,"hotwords":"x"}', "hotwords"),
     ('{"call_id":"' + "a" * 9000 + '","rate":16000}', "longer than 8192"),
+    ('{"call_id":"a","rate":16000,"channels":3}', "'channels' must be 1"),
+    ('{"call_id":"a","rate":16000,"channels":true}', "'channels' must be 1"),
+    ('{"call_id":"a","rate":16000,"token":12}', "'token' must be a string"),
 ])
 def test_bad_metadata_is_rejected_with_a_reason(text, needle):
     with pytest.raises(proto.ProtocolError, match=needle):
@@ -93,6 +102,25 @@ def test_outbound_messages_have_the_agreed_shape():
     partial = json.loads(proto.transcript(4, "", source="asr", engine="x", start=0, end=0, eos_wait_ms=0,
                                           asr_ms=0, final=False))
     assert partial["data"]["final"] is False and partial["data"]["text"] == ""
+
+
+def test_turn_taking_events_have_the_agreed_shape():
+    assert json.loads(proto.speech_dropped(2, 1.5, 180)) == {
+        "type": "json", "event": "speech_dropped", "utterance": 2, "at": 1.5, "voiced_ms": 180}
+    assert json.loads(proto.speech_paused(2, 1.5, 900)) == {
+        "type": "json", "event": "speech_paused", "utterance": 2, "at": 1.5, "voiced_ms": 900}
+    assert json.loads(proto.speech_continuing(2, 1.5, 500)) == {
+        "type": "json", "event": "speech_continuing", "utterance": 2, "at": 1.5, "voiced_ms": 500}
+    assert json.loads(proto.turn_preview(2, "네 맞아요", 1.5)) == {
+        "type": "json", "event": "turn_preview", "utterance": 2, "text": "네 맞아요", "at": 1.5}
+    assert json.loads(proto.turn_resumed(2, 1.5)) == {"type": "json", "event": "turn_resumed", "utterance": 2,
+                                                      "at": 1.5}
+    assert json.loads(proto.heartbeat(7, 7020, 7.02)) == {"type": "json", "event": "heartbeat", "seq": 7,
+                                                          "audio_ms": 7020, "at": 7.02}
+    eot = {"reason": "sentence_end", "silence_ms": 240, "sentence_end": True, "smart_turn": 0.93}
+    final = json.loads(proto.transcript(2, "네", source="asr", engine="vosk", start=1, end=2, eos_wait_ms=240,
+                                        asr_ms=10, eot=eot))
+    assert final["data"]["eot"] == eot
 
 
 def test_client_text_frames():

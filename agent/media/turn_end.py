@@ -1,0 +1,81 @@
+"""When has the caller finished their turn? A pure policy over silence, the live transcript and an audio model.
+
+A fixed silence is either slow (800–1000 ms after every turn) or cuts callers off at their hesitations. Korean
+marks the end of a sentence in its last word (-요, -니다, -다, -까 …) and a continuation just as clearly
+(-고, -서, -면, -는데, particles), so the live transcript decides most turns: a sentence-final transcript ends the
+turn after `sentence_end_ms` of silence, a clearly open one waits for the fallback `end_silence_ms`. Smart Turn
+(audio only) is one calibrated signal: a low score vetoes the fast path, and only a very high score ends a turn
+whose transcript says nothing. Time is passed in (milliseconds of silence), so decisions are reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.config import VadConfig
+from agent.media.korean_endings import sentence_end
+
+SENTENCE_END = "sentence_end"
+AUDIO_MODEL = "audio_model"
+SILENCE = "silence"
+FORCED = "forced"
+
+
+@dataclass(frozen=True)
+class TurnSignals:
+    """What is known about the utterance at a pause: its transcript so far and the audio model's score."""
+
+    text: str | None = None  # None: no transcript (yet); "" : decoded, nothing recognised
+    smart_turn: float | None = None
+
+    @property
+    def sentence_end(self) -> bool | None:
+        return sentence_end(self.text) if self.text else None
+
+
+NO_SIGNALS = TurnSignals()
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    """Why a turn ended, sent to the controller with the final transcript (`eot`)."""
+
+    reason: str
+    silence_ms: int
+    sentence_end: bool | None
+    smart_turn: float | None
+
+    def as_dict(self) -> dict[str, object]:
+        score = None if self.smart_turn is None else round(self.smart_turn, 3)
+        return {"reason": self.reason, "silence_ms": self.silence_ms, "sentence_end": self.sentence_end,
+                "smart_turn": score}
+
+
+class TurnEndPolicy:
+    def __init__(self, cfg: VadConfig):
+        self.fallback_ms = cfg.end_silence_ms
+        self.sentence_end_ms = cfg.sentence_end_ms
+        self.audio_model_ms = cfg.audio_model_ms
+        self.use_smart_turn = cfg.smart_turn
+        self.threshold = cfg.smart_turn_threshold
+        self.veto = cfg.smart_turn_veto
+
+    def needs_audio_model(self, signals: TurnSignals) -> bool:
+        """Whether a Smart Turn score could change the decision (it cannot when the text is clearly open)."""
+        return self.use_smart_turn and signals.sentence_end is not False
+
+    def decide(self, silence_ms: int, signals: TurnSignals) -> TurnEnd | None:
+        """The turn end after `silence_ms` of silence, or None to keep listening."""
+        ends = signals.sentence_end
+        score = signals.smart_turn if self.use_smart_turn else None
+        if silence_ms >= self.fallback_ms:
+            return TurnEnd(SILENCE, silence_ms, ends, score)
+        if ends is True and silence_ms >= self.sentence_end_ms and (score is None or score >= self.veto):
+            return TurnEnd(SENTENCE_END, silence_ms, ends, score)
+        if ends is None and score is not None and score >= self.threshold and silence_ms >= self.audio_model_ms:
+            return TurnEnd(AUDIO_MODEL, silence_ms, ends, score)
+        return None
+
+    def forced(self, silence_ms: int, signals: TurnSignals) -> TurnEnd:
+        """Max length reached or the stream flushed: the turn ends whatever the signals say."""
+        return TurnEnd(FORCED, silence_ms, signals.sentence_end, signals.smart_turn if self.use_smart_turn else None)

@@ -1,0 +1,128 @@
+"""Korean sentence-ending check and the end-of-turn policy (pure: text and milliseconds of silence in)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.config import VadConfig
+from agent.media.korean_endings import sentence_end
+from agent.media.turn_end import TurnEndPolicy, TurnSignals
+
+# (transcript so far, does it end a sentence?) — True: final ending; False: the speaker goes on; None: unknown.
+ENDINGS = [
+    # polite and formal finals
+    ("배송 조회해 주세요", True),
+    ("주문을 취소하고 싶어요", True),
+    ("네 알겠습니다", True),
+    ("언제 도착합니까", True),
+    ("그거 제 주문이에요", True),
+    ("환불 됐네요", True),
+    ("내일 오시죠", True),
+    ("카드로 결제했는데요", True),
+    ("그리고요", True),
+    ("주소 바꾸려고요", True),
+    # plain and casual finals, with Vosk's split-off endings
+    ("기흥 옆으로 걸어갔 다", True),
+    ("공사 를 시작했다", True),
+    ("언제 와", False),  # casual 와 "come" reads as the particle 와: waiting is the safe mistake
+    ("이거 얼마 야", True),
+    ("뭐 먹을까", True),
+    ("왜 안 오냐", True),
+    ("벌써 왔구나", True),
+    # short complete answers
+    ("네", True),
+    ("예", True),
+    ("아니요", True),
+    ("맞아", True),
+    # connective endings
+    ("주문을 했는데", False),
+    ("배송이 늦어서", False),
+    ("환불 받으면", False),
+    ("좋지만", False),
+    ("주소를 바꾸고", False),
+    ("시간이 없으니까", False),
+    ("확인하려고", False),
+    ("위촉 되면서", False),
+    ("내일 까지 해야", False),
+    # particles, written together or apart
+    ("제 주문 은", False),
+    ("택배 가", False),
+    ("주문번호를", False),
+    ("김 전 장관 의", False),
+    ("서울 에서", False),
+    ("저 도", False),
+    ("친구 랑", False),
+    ("어제 보다", False),
+    ("사 월 에", False),
+    # fillers and joining words
+    ("음", False),
+    ("그러니까", False),
+    ("그리고", False),
+    ("주문 번호 가 어", False),
+    # numbers being read out
+    ("공일공 일이삼사", False),
+    ("전화번호 는 010 1234", False),
+    ("카드 번호 5", False),
+    # nothing to go on
+    ("", None),
+    ("동료", None),
+    ("필요", None),
+    ("KT", None),
+    ("그렇지", True),
+    ("했어", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ENDINGS)
+def test_korean_sentence_endings(text, expected):
+    assert sentence_end(text) is expected
+
+
+def test_the_ending_table_is_broad():
+    assert len(ENDINGS) >= 40
+    assert {e for _, e in ENDINGS} == {True, False, None}
+
+
+def policy(**kw: object) -> TurnEndPolicy:
+    return TurnEndPolicy(VadConfig(**{"end_silence_ms": 900, "sentence_end_ms": 240, "audio_model_ms": 500,
+                                      "smart_turn_threshold": 0.98, "smart_turn_veto": 0.5, **kw}))
+
+
+def test_sentence_end_ends_after_the_short_silence_only():
+    p, s = policy(), TurnSignals(text="배송 조회해 주세요", smart_turn=0.93)
+    assert p.decide(220, s) is None
+    end = p.decide(240, s)
+    assert end is not None and end.as_dict() == {"reason": "sentence_end", "silence_ms": 240,
+                                                  "sentence_end": True, "smart_turn": 0.93}
+
+
+def test_an_open_transcript_waits_for_the_fallback_whatever_the_audio_model_says():
+    p, s = policy(), TurnSignals(text="주문 번호 는", smart_turn=0.999)
+    assert not p.needs_audio_model(s)
+    assert [p.decide(ms, s) for ms in (240, 500, 880)] == [None, None, None]
+    assert p.decide(900, s).reason == "silence"
+
+
+def test_a_low_audio_score_vetoes_the_fast_path():
+    p = policy()
+    assert p.decide(240, TurnSignals(text="네 알겠습니다", smart_turn=0.3)) is None
+    assert p.decide(900, TurnSignals(text="네 알겠습니다", smart_turn=0.3)).reason == "silence"
+
+
+def test_the_audio_model_alone_needs_a_calibrated_high_score_and_more_silence():
+    p = policy()
+    unknown = TurnSignals(text="김 전 장관", smart_turn=0.97)  # a typical mid-sentence score on Korean
+    assert p.needs_audio_model(unknown) and p.decide(880, unknown) is None
+    sure = TurnSignals(text="김 전 장관", smart_turn=0.99)
+    assert p.decide(480, sure) is None and p.decide(500, sure).reason == "audio_model"
+    assert p.decide(500, TurnSignals(smart_turn=0.99)).reason == "audio_model"  # no transcript at all
+
+
+def test_smart_turn_off_ignores_scores_and_no_signals_means_fallback():
+    p = policy(smart_turn=False)
+    assert not p.needs_audio_model(TurnSignals(text="동료"))
+    assert p.decide(600, TurnSignals(text="동료", smart_turn=0.999)) is None
+    assert p.decide(240, TurnSignals(text="네", smart_turn=0.01)).reason == "sentence_end"
+    end = p.decide(900, TurnSignals())
+    assert (end.reason, end.sentence_end, end.smart_turn) == ("silence", None, None)
+    assert p.forced(60, TurnSignals(text="네")).reason == "forced"
