@@ -1,5 +1,10 @@
 """When to hand the caller to a human (plan §3-4), with a stable reason code and a queue priority, and the
-extractive Korean summary the human sees. Both policies run every caller turn through `check_turn`.
+extractive Korean summary the human sees. Both policies run every caller turn through `check_turn`; the
+call session also asks `check_time` on a timer so the time limit fires while the caller is silent.
+
+The rules read the sentence, not a keyword: a human word needs a request ("다른 사람이 대신 주문했는데" is not
+one), a request taken back ("상담원 연결 안 해도 돼요") is none, a sensitive word negated or already settled
+("소송할 생각은 없어요", "환불 받았어요") does not count, and sentiment transfers only on a sustained trend.
 
 Priority: 1 = most urgent … 9 = least; 5 is normal (the controller exports it as `ai_priority`).
 """
@@ -49,6 +54,22 @@ BASE_SENSITIVE = ("소송", "변호사", "환불", "보상", "피해", "lawsuit"
                   "compensation")
 # "환불" asked about (timing, policy) is an FAQ; demanded, it is a money action for a human.
 _INFO_ONLY = re.compile(r"정책|규정|기간|며칠|언제|얼마나|걸리|걸려|방법|어떻게|조건|되나요|policy|how long|when")
+_ASKED_ABOUT = ("환불", "refund", "해지")
+# Right after a sensitive word: it is denied ("소송할 생각은 없어요") or already settled ("환불 받았어요").
+_NOT_WANTED = re.compile(r"^.{0,10}?(없어|없습|없고|않|아니|안\s?할|안\s?해|no\b|not\b)")
+_SETTLED = re.compile(r"^.{0,6}?(받았|됐어|됐습|되었|완료|처리\s?됐|들어왔|잘\s?됐)")
+_ALREADY_DONE = re.compile(r"(받았|처리\s?됐|처리\s?되었|완료\s?됐|완료\s?되었|들어왔)(어요|습니다|네요|고|는데)?"
+                           r"(\s*감사|[.!]?\s*$)")
+
+
+def call_too_long(elapsed_s: float, max_call_s: float) -> bool:
+    """The time rule as a pure function of the call's age: true from `max_call_s` on."""
+    return elapsed_s >= max_call_s
+
+
+def seconds_to_time_limit(elapsed_s: float, max_call_s: float) -> float:
+    """How long a timer should wait before `check_time` can fire (0 when it is due)."""
+    return max(0.0, max_call_s - elapsed_s)
 
 INTENT_KO = {
     intents.ORDER_STATUS: "주문 상태 문의", intents.DELIVERY: "배송 문의", intents.RETURN_REQUEST: "반품/교환 문의",
@@ -66,24 +87,42 @@ class EscalationManager:
         words = tuple(dict.fromkeys(BASE_SENSITIVE + tuple(self.sensitive_keywords)))
         self._sensitive = tuple(w.lower() for w in words)
         self._failures: dict[str, int] = {}
+        self.moods: list[float] = []  # per-turn sentiment, oldest first
+        self._timed_out = False
 
     def check_turn(self, text: str, state: DialogState) -> Escalate | None:
         """Rules that look at the caller's words and the clock, before any answer is attempted."""
         t = intents.normalise(text)
         if intents.wants_human(t):
             return self._escalate(CALLER_REQUESTED, state)
-        if guardrails.wants_money_moved(t):
+        if guardrails.wants_money_moved(t) and not _ALREADY_DONE.search(t):
             return self._escalate(SENSITIVE_TOPIC, state)
-        for word in self._sensitive:
-            if word in t and not (word in ("환불", "refund", "해지") and _INFO_ONLY.search(t)):
-                return self._escalate(SENSITIVE_TOPIC, state)
-        mood = sentiment.score(t)
-        if mood <= self.settings.sentiment_threshold:
-            log.info("negative sentiment %.2f", mood)
+        if self.sensitive(t):
+            return self._escalate(SENSITIVE_TOPIC, state)
+        self.moods.append(sentiment.score(t))
+        if sentiment.sustained_negative(self.moods, self.settings.sentiment_threshold):
+            log.info("negative sentiment trend %.2f", sentiment.trend(self.moods))
             return self._escalate(NEGATIVE_SENTIMENT, state)
-        if state.elapsed_s() >= self.settings.max_call_s:
-            return self._escalate(CALL_TOO_LONG, state)
-        return None
+        return self.check_time(state)
+
+    def check_time(self, state: DialogState) -> Escalate | None:
+        """The time limit, for the call session's timer as well as each turn; fires once per call."""
+        if self._timed_out or not call_too_long(state.elapsed_s(), self.settings.max_call_s):
+            return None
+        self._timed_out = True
+        return self._escalate(CALL_TOO_LONG, state)
+
+    def sensitive(self, t: str) -> bool:
+        """A sensitive word the caller means: not denied, not already settled, not a how-long question."""
+        for word in self._sensitive:
+            start = t.find(word)
+            while start >= 0:
+                after = t[start + len(word):]
+                asked = word in _ASKED_ABOUT and _INFO_ONLY.search(t)
+                if not (asked or _NOT_WANTED.match(after) or _SETTLED.match(after)):
+                    return True
+                start = t.find(word, start + len(word))
+        return False
 
     def note_outcome(self, intent: str, resolved: bool, state: DialogState) -> Escalate | None:
         """Counts unresolved turns per intent; the `repeat_limit`-th one escalates."""

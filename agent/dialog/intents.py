@@ -32,6 +32,29 @@ _HUMAN_WORDS = re.compile(
     r"사람|상담원|상담사|직원|매니저|책임자|담당자|\bhuman\b|\bagent\b|representative|operator|real person",
     re.I,
 )
+# A human word alone is a mention ("다른 사람이 대신 주문했는데", "직원이 불친절했어요"); a request needs a verb
+# that asks for the person, or the human word said on its own ("상담원이요", "operator").
+_HUMAN_REQUEST = re.compile(
+    r"연결|바꿔|바꾸|통화|불러|부르|나오|얘기|이야기|말하|말할|대화|상담\s*(하|받|할)|넘겨|돌려\s*주|원해|원합|"
+    r"주세요|해\s*줘|부탁|please|talk|speak|connect|transfer|want|need|get me|put me",
+    re.I,
+)
+_HUMAN_ALONE = re.compile(
+    r"^(진짜\s*|그냥\s*|빨리\s*)?(상담원|상담사|직원|사람|매니저|책임자|담당자|human|agent|operator|representative)"
+    r"(분|님)?(이요|요|으로요|로요|요\?)?[\s.!?]*$",
+    re.I,
+)
+# Said after the human word, these take the request back: "상담원 연결 안 해도 돼요", "상담원 말고".
+_HUMAN_DECLINED = re.compile(
+    r"안\s*해도|안\s*하셔도|안\s*할게|안\s*바꿔도|안\s*시켜|필요\s*없|괜찮아|괜찮습|하지\s*마|하지\s*않|말고|됐어|됐고|"
+    r"됐습니다|no need|don'?t|do not|not necessary|no thanks",
+    re.I,
+)
+# "사람" is the commonest word for anyone: it needs a verb that asks to speak with one.
+_PERSON_REQUEST = re.compile(r"연결|바꿔|바꾸|통화|얘기|이야기|대화|말하|말할|상담|불러|나오|넘겨")
+_DECLINED_BEFORE = re.compile(r"no need|don'?t|do not|not necessary|no thanks", re.I)
+# Talking about people rather than asking for one.
+_PEOPLE = re.compile(r"사람들|사람마다|다른\s*사람|딴\s*사람|사람이\s*대신|대신\s*(주문|받|결제)|가족|남편|아내|부모")
 
 
 @dataclass(frozen=True)
@@ -51,7 +74,7 @@ RULES: tuple[Rule, ...] = (
                                  r"(변경|바꾸|바꿔|수정|update|change)|"
                                  r"(change|update).{0,12}(address|phone|email)", re.I)),
     Rule(ACCOUNT, re.compile(r"잔액|잔고|거래\s*내역|계좌|balance|account", re.I)),
-    Rule(THANKS, re.compile(r"^(감사|고맙|thank)", re.I)),
+    Rule(THANKS, re.compile(r"^((정말|진짜|너무|아|네|예)\s*)*(감사|고맙|thank)", re.I)),
     Rule(AFFIRM, re.compile(r"^(네|예|맞아요|맞습니다|그래요|좋아요|부탁|yes|yeah|ok)", re.I)),
     Rule(DENY, re.compile(r"^(아니요|아뇨|아니에요|no\b|nope)", re.I)),
 )
@@ -65,11 +88,23 @@ def normalise(text: str) -> str:
 
 
 def wants_human(text: str) -> bool:
+    """The caller asks for a person: a human word with a request verb after it, or the word alone."""
     t = normalise(text)
     # "AI 상담원이세요?" asks about us; it is not a request for a person.
     if re.search(r"(ai|인공지능|로봇|기계)\s*(상담원|상담사)?\s*(이세요|인가요|이에요|예요|맞아요)", t):
         return False
-    return bool(_HUMAN_WORDS.search(t)) and not re.search(r"사람들|사람마다", t)
+    if _HUMAN_ALONE.match(t):
+        return True
+    for m in _HUMAN_WORDS.finditer(t):
+        rest = t[m.end():]
+        if _PEOPLE.search(t[max(0, m.start() - 6): m.end() + 6]) and not re.search(r"연결|바꿔|통화하", rest):
+            continue
+        if _HUMAN_DECLINED.search(rest) or _DECLINED_BEFORE.search(t[:m.start()]):
+            return False
+        asks = _PERSON_REQUEST if m.group(0) == "사람" else _HUMAN_REQUEST
+        if asks.search(rest) or re.search(r"(want|need|get|connect|talk|speak)\b", t[:m.start()]):
+            return True
+    return False
 
 
 def is_question(text: str) -> bool:

@@ -3,12 +3,17 @@
 Scale: -1.0 (furious) … 0.0 (neutral) … +1.0 (delighted). Each matched lexicon term adds its weight
 (strong negative -0.8, negative -0.5, mild -0.2, positive +0.4); an intensifier (너무, 진짜, 정말 …) just
 before a term multiplies that term by 1.5; "!!"/"??" runs add -0.1. The sum is clipped to [-1, 1].
-So one strong term with an intensifier (-1.2 → -1.0) or two negatives (-1.0) cross the default -0.7.
+A term negated right after it ("불만 없어요", "화가 안 나요", "최악은 아니에요") or a positive term with 안/못
+before it ("안 좋아요") counts at half its weight with the sign turned.
+
+One turn never transfers a caller: `trend` is an exponentially weighted mean over the turns, and
+`sustained_negative` asks for that mean at or under the threshold with the last turns all negative.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 STRONG_NEGATIVE = -0.8
 NEGATIVE = -0.5
@@ -38,6 +43,11 @@ LEXICON: dict[str, float] = {
 }
 INTENSIFIERS = ("너무", "진짜", "정말", "완전", "아주", "엄청", "겁나", "really", "so ")
 _INTENSIFIER_WINDOW = 6  # characters before a term in which an intensifier still counts
+_NEGATED_AFTER = re.compile(r"^.{0,4}?(않|없|아니|안\s?(나|해|돼|되|들))")
+_NEGATED_BEFORE = re.compile(r"(안|못)\s?$")
+NEGATION_FACTOR = -0.5
+TREND_ALPHA = 0.6  # weight of the newest turn in the running mean
+SUSTAINED_TURNS = 2  # this many negative turns in a row, at least, before a transfer
 
 
 def _normalise(text: str) -> str:
@@ -55,7 +65,25 @@ def score(text: str) -> float:
             if not (weight > 0 and start > 0 and t[start - 1] == "불"):
                 before = t[max(0, start - _INTENSIFIER_WINDOW): start]
                 factor = INTENSIFIER_FACTOR if any(i in before for i in INTENSIFIERS) else 1.0
+                after = t[start + len(term): start + len(term) + 8]
+                if _NEGATED_AFTER.match(after) or (weight > 0 and _NEGATED_BEFORE.search(t[:start])):
+                    factor = NEGATION_FACTOR
                 total += weight * factor
             start = t.find(term, start + len(term))
     total -= 0.1 * len(re.findall(r"[!?]{2,}", t))
     return max(-1.0, min(1.0, total))
+
+
+def trend(scores: Sequence[float], alpha: float = TREND_ALPHA) -> float:
+    """Exponentially weighted mean of per-turn scores, oldest first; 0.0 (neutral) before any turn."""
+    mean = 0.0
+    for value in scores:
+        mean = alpha * value + (1 - alpha) * mean
+    return mean
+
+
+def sustained_negative(scores: Sequence[float], threshold: float, *, turns: int = SUSTAINED_TURNS,
+                       alpha: float = TREND_ALPHA) -> bool:
+    """True when the caller has been negative for the last `turns` turns and the trend reached `threshold`."""
+    recent = scores[-turns:]
+    return len(recent) == turns and all(v < 0 for v in recent) and trend(scores, alpha) <= threshold
