@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +171,25 @@ def index_paths(db: Database, paths: list[Path], pack: str | None = None, *, emb
         stats["chunks"] += len(chunks)
         log.info("kb: indexed %s (%d chunks)", path.name, len(chunks))
     return stats
+
+
+def index_configured(db: Database, dialog: Mapping[str, object], paths: Sequence[str | Path],
+                     pack: str | None = None) -> dict[str, int]:
+    """`callagent kb index`: the files under `paths`, embedded as the `dialog.kb` block of the config says.
+
+    Raises ConfigError for an unknown pack or an unset api_key_env, FileNotFoundError for a missing path.
+    """
+    from agent.config import ConfigError
+    from agent.dialog.settings import PACKS, parse_dialog_settings
+
+    if pack is not None and pack not in PACKS:
+        raise ConfigError("--pack", f"unknown pack {pack!r} (one of: {', '.join(PACKS)})")
+    kb = parse_dialog_settings(dialog).kb
+    api_key = os.environ.get(kb.api_key_env) if kb.api_key_env else None
+    if kb.api_key_env and not api_key:
+        raise ConfigError("dialog.kb.api_key_env", f"environment variable {kb.api_key_env} is not set")
+    return index_paths(db, [Path(p) for p in paths], pack, embedding_model=kb.embedding_model,
+                       api_base=kb.api_base, api_key=api_key)
 
 
 def search(db: Database, query: str, pack: str | None = None, k: int = 3, *,
