@@ -271,6 +271,9 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     # The dialog block is validated by agent.dialog.settings; kept raw here so that room owns its shape.
     dialog: Mapping[str, Any] = field(default_factory=dict)
+    # Prices and dashboard access, validated by agent.analytics.settings (kept raw for the same reason).
+    analytics: Mapping[str, Any] = field(default_factory=dict)
+    dashboard: Mapping[str, Any] = field(default_factory=dict)
     log_level: str = "INFO"
     log_format: str = "text"  # json: one JSON object per line with the call id (agent/ops/logs.py)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
@@ -455,6 +458,8 @@ def parse_config(data: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
         tts=_tts(root.section("tts")),
         store=_store(root.section("store")),
         dialog=root.mapping("dialog"),
+        analytics=root.mapping("analytics"),
+        dashboard=root.mapping("dashboard"),
         log_level=root.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         log_format=root.choice("log_format", ("text", "json"), "text"),
         callbacks=_callbacks(root.section("callbacks")),
@@ -465,6 +470,10 @@ def parse_config(data: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
     from agent.dialog.settings import parse_dialog_settings
 
     parse_dialog_settings(cfg.dialog)
+    from agent.analytics.settings import parse_analytics, parse_dashboard
+
+    parse_analytics(cfg.analytics)
+    parse_dashboard(cfg.dashboard)
     return cfg
 
 

@@ -10,6 +10,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,9 @@ log = logging.getLogger(__name__)
 
 _litellm: Any = None
 _import_lock = threading.Lock()
+# Provider-reported tokens per (model, "prompt" | "completion") since start, for metrics; per call: `on_usage`.
+TOKEN_COUNTS: Counter[tuple[str, str]] = Counter()
+_usage_lock = threading.Lock()
 
 
 class LlmError(RuntimeError):
@@ -86,7 +90,8 @@ class LlmClient:
 
     def stream(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None, *,
                deadline: float, clock: Callable[[], float] = time.monotonic,
-               tool_choice: str | None = None) -> Iterator[str | list[ToolCall]]:
+               tool_choice: str | None = None,
+               on_usage: Callable[[int, int], None] | None = None) -> Iterator[str | list[ToolCall]]:
         """Streams one completion. Raises LlmTimeout when `deadline` (on `clock`) passes, LlmError on failure.
 
         The blocking HTTP read runs in a helper thread so that the deadline holds even when the server
@@ -96,7 +101,8 @@ class LlmClient:
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         cancel = threading.Event()
         kwargs = self._kwargs(deadline - clock())
-        kwargs.update(messages=list(messages), stream=True)
+        # include_usage: the last chunk carries the prompt/completion token counts (cost per call).
+        kwargs.update(messages=list(messages), stream=True, stream_options={"include_usage": True})
         if tools:
             kwargs["tools"] = list(tools)
             if tool_choice:
@@ -128,6 +134,7 @@ class LlmClient:
                     raise LlmError(f"LLM call failed: {type(value).__name__}") from value
                 if kind == "end":
                     break
+                _note_usage(value, self.model, on_usage)
                 text = _absorb(value, calls)
                 if text:
                     yield text
@@ -141,6 +148,20 @@ class LlmClient:
         deadline = time.monotonic() + timeout_s
         parts = [p for p in self.stream(messages, deadline=deadline) if isinstance(p, str)]
         return "".join(parts).strip()
+
+
+def _note_usage(chunk: Any, model: str, on_usage: Callable[[int, int], None] | None) -> None:
+    """Counts the tokens of a chunk that carries `usage` (the last one, with include_usage)."""
+    usage = getattr(chunk, "usage", None)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0) if usage is not None else 0
+    completion = int(getattr(usage, "completion_tokens", 0) or 0) if usage is not None else 0
+    if not (prompt or completion):
+        return
+    with _usage_lock:
+        TOKEN_COUNTS[(model, "prompt")] += prompt
+        TOKEN_COUNTS[(model, "completion")] += completion
+    if on_usage is not None:
+        on_usage(prompt, completion)
 
 
 def _absorb(chunk: Any, calls: dict[int, dict[str, str]]) -> str:

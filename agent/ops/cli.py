@@ -38,11 +38,15 @@ def _serve_ops(cfg: Config, controller, collector) -> None:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from agent.analytics.runner import instrument
     from agent.call.controller import Controller
     from agent.ops.metrics import ControllerCollector
     from agent.ops.runtime import build_call_deps
 
-    controller = Controller(build_call_deps(cfg, _db(cfg)))
+    db = _db(cfg)
+    deps = build_call_deps(cfg, db)
+    instrument(deps, db, cfg)  # counters from the store's operations; analytics at each call's end
+    controller = Controller(deps)
     _serve_ops(cfg, controller, ControllerCollector(controller))
     controller.serve_forever()  # returns once a SIGTERM drain is done
     return 0
@@ -115,6 +119,28 @@ def cmd_callbacks(cfg: Config, args: argparse.Namespace) -> int:
     return run_callbacks(cfg, _db(cfg))
 
 
+def cmd_analyze(cfg: Config, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from agent.analytics.settings import parse_analytics
+    from agent.analytics.store import backfill
+
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        since = since.astimezone()  # a bare date means local time
+    done = 0
+    for _ in backfill(_db(cfg), parse_analytics(cfg.analytics), cfg.tts.engine, since=since, redo=args.all):
+        done += 1
+    print(f"analyzed {done} calls")
+    return 0
+
+
+def cmd_dashboard(cfg: Config, args: argparse.Namespace) -> int:
+    from agent.ops.dashboard.server import serve_dashboard
+
+    return serve_dashboard(cfg, _db(cfg), listen=args.listen)
+
+
 def cmd_db_migrate(cfg: Config, args: argparse.Namespace) -> int:
     from agent.store.db import Database, resolve_dsn
 
@@ -169,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     callbacks = sub.add_parser("callbacks", help="place requested callbacks with originate (inbound ESL)")
     callbacks.add_argument("--list", action="store_true", help="print stored callback requests and exit")
     callbacks.set_defaults(fn=cmd_callbacks)
+    analyze = sub.add_parser("analyze", help="post-call analytics for stored calls that lack them (backfill)")
+    analyze.add_argument("--since", help="only calls started at or after this ISO date/time")
+    analyze.add_argument("--all", action="store_true", help="recompute calls that already have analytics")
+    analyze.set_defaults(fn=cmd_analyze)
+    dashboard = sub.add_parser("dashboard", help="the operator dashboard in the browser")
+    dashboard.add_argument("--listen", help="host:port (default dashboard.listen, loopback)")
+    dashboard.set_defaults(fn=cmd_dashboard)
     db = sub.add_parser("db", help="database tasks").add_subparsers(dest="db_command", required=True)
     db.add_parser("migrate", help="apply sql/ migrations").set_defaults(fn=cmd_db_migrate)
     kb = sub.add_parser("kb", help="knowledge base").add_subparsers(dest="kb_command", required=True)

@@ -1,0 +1,1 @@
+"""Post-call analytics (docs/analytics.md): what every finished call yields, its cost, and daily figures."""
