@@ -1,68 +1,93 @@
 """CallSession: one per channel; owns the call's state and every greenlet it starts (freeswitch.md §1.3–§1.7).
 
-Flow: connect → myevents + `event plain` → linger → answer → greeting (cached, not interruptible) → fork start →
-events. Turns and escalation run in their own greenlets so the event loop keeps reading PLAYBACK and fork events
-(barge-in needs them while a reply is being generated). The socket is closed only after CHANNEL_HANGUP_COMPLETE
-or after `exit` following a transfer (§1.7).
+Flow: connect → myevents + `event plain` → linger → answer → greeting (cached, not interruptible) → recording →
+fork → events. The verbs live in `actions/` (say, listen, transfer, record, hang up) and the turn-taking
+decisions in `turns/` (barge-in, keypad, idle); this class routes events to them and keeps the state. Turns and
+the hand-off run in their own greenlets so the event loop keeps reading PLAYBACK and fork events. A ticker
+enforces every deadline (paused replies, keypad gaps, playback, heartbeats, a silent caller). The socket is
+closed only after CHANNEL_HANGUP_COMPLETE or after `exit` following a transfer (§1.7).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gevent
-import soundfile
-from gevent.event import Event as GEvent
 from gevent.pool import Group
 
+from agent.call.actions.hangup import hang_up
+from agent.call.actions.listen import ForkLiveness, ForkSettings, Listener, secret_from_env
+from agent.call.actions.record_audio import Recorder
+from agent.call.actions.say import Voice
+from agent.call.actions.transfer import HandOff, HumanQueue, transfer_to_human
 from agent.call.channel import ChannelInfo
+from agent.call.fork_events import ForkEvents
 from agent.call.record import CallRecord
-from agent.call.speech import Playout, SpeechHandle
 from agent.call.threads import call_in_thread
+from agent.call.turn import Turn, TurnContext
+from agent.call.turns.barge_in import Action, BargeIn, BargeInSettings
+from agent.call.turns.idle import IdlePolicy
+from agent.call.turns.keypad import Keypad
 from agent.config import Config
-from agent.dialog.policy import CallInfo, Policy
+from agent.dialog.policy import CallInfo, Conversation, Policy
 from agent.esl import commands as cmd
 from agent.esl.codec import Event
 from agent.esl.connection import Closed, Disconnect, EslConnection
 from agent.esl.errors import CallGone, EslError
-from agent.store.calls import CallStore, now_utc
+from agent.store.calls import CallStore
 
 log = logging.getLogger(__name__)
 
 LINGER_S = 30  # bounded, so a dead controller cannot keep FreeSWITCH's channel alive forever (§1.7)
+TICK_S = 0.1
+DTMF_EVENTS_PER_S = 20  # a keypad flood is counted, not stored row by row
+
+
+def _identity(text: str) -> str:
+    return text
 
 
 @dataclass
 class CallDeps:
     cfg: Config
     policy: Policy
-    speaker: Any  # agent.engines.tts.speaker.Speaker
+    speaker: Any  # agent.engines.tts.speaker.Speaker or RemoteSpeaker
     prompts: Any  # agent.engines.tts.cache.PromptCache
     store: CallStore
     stats: Any = None  # agent.ops.stats.ControllerStats (optional)
+    mask: Callable[[str], str] = field(default=_identity)  # secrets out of channel variables
+    seal_recording: Callable[[str, Path], None] | None = None  # encrypts a finished recording at rest
 
 
 class CallSession:
-    def __init__(self, conn: EslConnection, deps: CallDeps):
+    def __init__(self, conn: EslConnection, deps: CallDeps, *, clock: Callable[[], float] = time.monotonic):
         self.conn = conn
         self.deps = deps
         self.cfg = deps.cfg.controller
+        self.clock = clock
         self.group = Group()
-        self.playout = Playout()
         self.channel: ChannelInfo | None = None
         self.record: CallRecord | None = None
-        self.conv: Any = None
+        self.conv: Conversation | None = None
+        self.voice: Voice | None = None
+        self.listener: Listener | None = None
+        self.recorder: Recorder | None = None
         self.state = "connecting"  # connecting | active | escalating | ending | transferred | gone
-        self.fork_connected = GEvent()
-        self.turn: Any = None  # agent.call.turn.Turn in progress
-        self._finished: dict[str, GEvent] = {}
+        self.turn: Turn | None = None  # the turn being answered
+        self.preview: Turn | None = None  # a reply prepared on turn_preview, held until the end of turn
         self.hangup_cause: str | None = None
-        self.asr_errors = 0
-        self.last_activity = time.monotonic()  # caller speech, DTMF, or the agent finishing a sentence
-        self.reprompted = False
+        self.barge = BargeIn(BargeInSettings(max_pause_s=self.cfg.barge_in_max_pause_s))
+        self.keypad = Keypad(gap_s=self.cfg.dtmf_gap_s)
+        self.idle = IdlePolicy(self.cfg.no_input_timeout_s, self.cfg.no_input_prompts)
+        self.liveness = ForkLiveness(self.cfg.fork_heartbeat_timeout_s)
+        self.fork = ForkEvents(self)
+        self._dtmf_window = (0.0, 0)  # (second, events recorded in it)
 
     @property
     def uuid(self) -> str:
@@ -72,8 +97,8 @@ class CallSession:
 
     def run(self) -> None:
         try:
-            self._setup()
-            self._event_loop()
+            if self._setup():
+                self._event_loop()
         except CallGone:
             log.info("call %s: socket gone", self.uuid)
         except Exception:  # noqa: BLE001 - one call's failure must never reach the server or other calls
@@ -84,25 +109,50 @@ class CallSession:
         finally:
             self._teardown()
 
-    def _setup(self) -> None:
+    def _setup(self) -> bool:
         reply = self.conn.send("connect")
         self.channel = ChannelInfo.from_connect(reply.headers)
+        if self._already_finished():
+            log.warning("call %s: a connection for a finished call; refused", self.uuid)
+            self.conn.command("exit")
+            return False
         self.record = CallRecord(self.deps.store, self.channel)
         self.conn.command("myevents")
         self.conn.command(cmd.event_subscription())
         self.conn.command(f"linger {LINGER_S}")
-        industry = self.channel.industry
+        channel, cfg = self.channel, self.cfg
         self.conv = self.deps.policy.open(CallInfo(
-            call_id=self.channel.uuid, caller=self.channel.caller, destination=self.channel.destination,
-            industry=industry, variables=dict(self.channel.variables),
+            call_id=channel.uuid, caller=channel.caller, destination=channel.destination,
+            industry=channel.industry, variables=dict(channel.variables),
         ))
-        greeting = self.conv.greeting() or self.cfg.greeting
-        greeting_path = self.deps.prompts.get(greeting, self.channel.read_rate)
+        self.voice = Voice(self.conn, channel.uuid, channel.read_rate, self.deps.prompts, self.record,
+                           clock=self.clock)
+        greeting = self.conv.greeting() or cfg.greeting
+        greeting_path = self.voice.prompt_path(greeting)
         self.conn.sendmsg("answer")
         self.record.answered()
         self.state = "active"
-        self.play_file(greeting, greeting_path, kind="greeting", interruptible=False)
-        self._start_fork(industry)
+        self.voice.play_file(greeting, greeting_path, kind="greeting", interruptible=False)
+        if cfg.inband_dtmf:
+            self.conn.sendmsg("start_dtmf")
+        if cfg.recording_dir:
+            self.recorder = Recorder(self.conn, channel.uuid, self.record, self.deps.cfg.path(cfg.recording_dir))
+            self.recorder.start()
+        self._start_fork()
+        self.idle.activity(self.clock())
+        self.group.spawn(self._ticker)
+        return True
+
+    def _already_finished(self) -> bool:
+        """A later connection with a finished call's Unique-ID must never rewrite its record."""
+        check = getattr(self.deps.store, "is_finished", None)
+        if check is None:
+            return False
+        try:
+            finished, _ = call_in_thread(check, self.channel.uuid, timeout=2.0)
+            return bool(finished)
+        except (Exception, gevent.Timeout):  # noqa: BLE001 - a store that cannot answer must not block calls
+            return False
 
     def _event_loop(self) -> None:
         while True:
@@ -123,6 +173,9 @@ class CallSession:
         if self.record is not None and not self.record.ended:
             self.record.end("failed" if self.state in ("active", "connecting") else "caller_hangup",
                             hangup_cause=self.hangup_cause)
+        if self.state in ("active", "escalating", "ending") and self.listener is not None:
+            with contextlib.suppress(EslError):  # an error path with the channel still up: stop listening
+                self.listener.stop()
         if self.conv is not None:
             try:
                 self.conv.close()
@@ -131,13 +184,23 @@ class CallSession:
         self.conn.close()
         if self.channel is not None:
             self.deps.speaker.spool.cleanup(self.channel.uuid)
+        if self.recorder is not None and self.deps.seal_recording is not None:
+            gevent.get_hub().threadpool.spawn(self._seal, self.recorder.path)
+
+    def _seal(self, path: Path) -> None:
+        try:
+            if path.exists():
+                self.deps.seal_recording(self.uuid, path)
+        except Exception:  # noqa: BLE001 - reported; the plain file stays for the operator to seal
+            log.exception("call %s: sealing the recording failed", self.uuid)
 
     def _gone(self, why: str) -> None:
         if self.state == "gone":
             return
         previous, self.state = self.state, "gone"
-        if self.turn is not None:
-            self.turn.cancel()
+        for turn in (self.turn, self.preview):
+            if turn is not None:
+                turn.cancel()
         for greenlet in list(self.group):
             if greenlet is not gevent.getcurrent():
                 greenlet.kill(block=False)
@@ -154,15 +217,14 @@ class CallSession:
             return
         name = ev.name
         if name in ("PLAYBACK_START", "PLAYBACK_STOP"):
-            self._on_playback(ev, name == "PLAYBACK_START")
+            self.voice.on_playback(ev, name == "PLAYBACK_START")
+        elif name == "CHANNEL_EXECUTE_COMPLETE":
+            if self.voice is not None and self.voice.on_execute_complete(ev):
+                self._playback_failed()
         elif name == "DTMF":
-            self._caller_active()
-            digit = ev.get("DTMF-Digit")
-            self.record.event("dtmf", digit=digit)
-            if digit == self.cfg.dtmf_human_digit and self.state == "active":
-                self.escalate("dtmf", priority=3)
+            self._on_dtmf(ev.get("DTMF-Digit"))
         elif name == "CUSTOM":
-            self._on_fork_event(ev.subclass, ev.json_body() or {})
+            self.fork.on_custom(ev.subclass, ev.json_body() or {})
         elif name == "CHANNEL_HANGUP":
             self.hangup_cause = ev.get("Hangup-Cause") or None
             self._gone("hangup")
@@ -171,162 +233,132 @@ class CallSession:
             self._gone("hangup complete")
             self.conn.close()  # the channel is released only once we close (§1.7)
 
-    def _on_playback(self, ev: Event, started: bool) -> None:
-        handle = self.playout.get(ev.get("utt_id"))
-        chunk = ev.get("chunk")
-        if handle is None or not chunk.isdigit():
-            return
-        now = time.monotonic()
-        if started:
-            handle.on_start(int(chunk), now)
-        else:
-            handle.on_stop(int(chunk), ev.get("Playback-Status"), now)
-        self.check_finished(handle)
+    def _playback_failed(self) -> None:
+        """FreeSWITCH could not open a file we asked it to play: the caller hears nothing of it."""
+        failed = [h for h in self.voice.playout.handles.values()
+                  if any(c.status == "error" for c in h.chunks)]
+        if self.state == "active" and (self.voice.failures >= 2 or any(h.kind != "reply" for h in failed)):
+            self.escalate("playback_failed", failure=True)
 
-    def _on_fork_event(self, subclass: str, body: dict[str, Any]) -> None:
-        if subclass == "mod_audio_fork::connect":
-            self.fork_connected.set()
-            self.record.event("fork_connected")
-        elif subclass in ("mod_audio_fork::connect_failed", "mod_audio_fork::error",
-                          "mod_audio_fork::disconnect"):
-            self._worker_lost(f"{subclass.split('::')[1]}: {body.get('reason', '')}".strip(": "))
-        elif subclass == "mod_audio_fork::buffer_overrun":
-            self.record.event("fork_buffer_overrun")
-        elif subclass == "mod_audio_fork::transcription":
-            if body.get("final", True):
-                self._on_transcript(body)
-        elif subclass == "mod_audio_fork::json":
-            kind = body.get("event")
-            if kind in ("speech_onset", "speech_started"):  # onset: early enough to barge in within ~200 ms
-                self._on_speech_started(body)
-            elif kind == "asr_error":
-                self._on_asr_error(body)
-
-    def _caller_active(self) -> None:
-        self.last_activity = time.monotonic()
-        self.reprompted = False
-
-    def _on_speech_started(self, body: dict[str, Any]) -> None:
-        self._caller_active()
-        if self.state != "active" or not self.playout.interruptible_now:
-            return
-        t0 = time.monotonic()
-        self.conn.api(cmd.uuid_break(self.uuid))
-        for handle in self.playout.active():
-            handle.cut(t0)
-            self.check_finished(handle)
-        if self.turn is not None:
-            self.turn.cancel()
-        break_ms = (time.monotonic() - t0) * 1000
-        self.record.event("barge_in", utterance=body.get("utterance"), break_ms=round(break_ms, 2))
-        if self.deps.stats is not None:
-            self.deps.stats.barge_ins += 1
-
-    def _on_transcript(self, data: dict[str, Any]) -> None:
-        text = str(data.get("text", "")).strip()
-        self._caller_active()
-        if not text or self.state != "active":
-            return
-        self.asr_errors = 0
-        from agent.call.turn import Turn  # the turn module imports this one for types
-
-        if self.turn is not None:
-            self.turn.cancel()  # the caller spoke again: the newest words win
-        self.turn = Turn(self, data, time.monotonic())
-        self.group.spawn(self.turn.run)
-
-    def _on_asr_error(self, body: dict[str, Any]) -> None:
-        self.asr_errors += 1
-        self.record.event("asr_error", reason=body.get("reason", ""), retryable=body.get("retryable"))
+    def _on_dtmf(self, digit: str) -> None:
+        now = self.clock()
+        self.idle.activity(now)
+        self._record_dtmf(digit, now)
         if self.state != "active":
             return
-        if self.asr_errors >= 2 or not body.get("retryable", False):
-            self.escalate("asr_failed", failure=True)
-        else:
-            self.group.spawn(self.say_prompt, "죄송합니다, 잘 듣지 못했습니다. 다시 한 번 말씀해 주시겠어요?")
-
-    # fork ---------------------------------------------------------------------------------------------
-
-    def _start_fork(self, industry: str) -> None:
-        url = f"{self.cfg.fork_url.rstrip('/')}/{self.uuid}"
-        meta = {"call_id": self.uuid, "rate": self.cfg.fork_rate, "industry": industry or "general",
-                "tenant": self.channel.tenant, "lang": "ko"}
-        reply = self.conn.api(cmd.uuid_audio_fork_start(self.uuid, url, self.cfg.fork_rate, self.cfg.fork_bug,
-                                                         meta), check=False)
-        if not cmd.api_ok(reply):
-            self._worker_lost(f"fork start refused: {reply.strip()}")
+        if digit == self.cfg.dtmf_human_digit and not self.keypad.typing:
+            self.escalate("dtmf", priority=3)
             return
-        self.group.spawn(self._fork_watchdog)
-        self.group.spawn(self._silence_watchdog)
+        if not self.keypad.typing and self.recorder is not None:
+            self.recorder.mask("keypad")
+        entry = self.keypad.press(digit, now)
+        if entry is not None:
+            self._keypad_entry(entry)
 
-    def _fork_watchdog(self) -> None:
-        if not self.fork_connected.wait(self.cfg.fork_connect_timeout_s):
-            self._worker_lost("no connect from the worker")
+    def _record_dtmf(self, digit: str, now: float) -> None:
+        second, count = self._dtmf_window
+        if int(now) != second:
+            second, count = int(now), 0
+        self._dtmf_window = (second, count + 1)
+        if count < DTMF_EVENTS_PER_S:
+            self.record.event("dtmf", digit=digit, entry=self.keypad.typing or digit.isdigit())
 
-    def _silence_watchdog(self) -> None:
-        """Dead air from the caller's side: ask once, then hand the call to a human."""
-        limit = self.cfg.no_input_timeout_s
-        while self.state == "active":
-            gevent.sleep(min(1.0, limit / 4))
-            busy = self.playout.speaking or (self.turn is not None and not self.turn.done)
-            if busy:
-                self.last_activity = time.monotonic()
+    def _keypad_entry(self, digits: str) -> None:
+        if self.recorder is not None:
+            self.recorder.unmask()
+        self.start_turn({"text": digits, "source": "dtmf"})
+
+    # turns --------------------------------------------------------------------------------------------
+
+    def turn_context(self) -> TurnContext:
+        return TurnContext(
+            uuid=self.uuid, conv=self.conv, voice=self.voice, speaker=self.deps.speaker, record=self.record,
+            rate=self.channel.read_rate, escalate=self.escalate, hang_up=self.hang_up,
+            turn_timeout_s=self.cfg.turn_timeout_s, filler_after_s=self.cfg.filler_after_s,
+            slow_filler=self.cfg.slow_filler, stats=self.deps.stats, clock=self.clock,
+        )
+
+    def start_turn(self, data: dict[str, Any], *, held: bool = False) -> Turn:
+        if not held:
+            self.cancel_turn()  # the caller spoke again: the newest words win
+        turn = Turn(self.turn_context(), data, self.clock(), held=held)
+        if held:
+            self.preview = turn
+        else:
+            self.turn = turn
+        self.group.spawn(turn.run)
+        return turn
+
+    def cancel_turn(self) -> None:
+        if self.turn is not None and not self.turn.done:
+            self.turn.cancel()
+
+    def act(self, action: Action, why: str, **detail: Any) -> None:
+        """Carries out a barge-in decision. A break cancels the turn first, so nothing is queued after it."""
+        if action is Action.RESUME:
+            self.voice.resume()
+            self.record.event("barge_in_resumed", why=why, **detail)
+        elif action is Action.BREAK:
+            t0 = self.clock()
+            only_filler = all(h.kind == "filler" for h in self.voice.playout.active())
+            if not (only_filler and self.turn is not None and not self.turn.has_audio):
+                self.cancel_turn()  # a filler cut by the caller leaves its tool running
+            self.voice.break_all()
+            self.record.event("barge_in", why=why, break_ms=round((self.clock() - t0) * 1000, 2), **detail)
+            if self.deps.stats is not None:
+                self.deps.stats.barge_ins += 1
+
+    # the ticker ---------------------------------------------------------------------------------------
+
+    def _ticker(self) -> None:
+        started = self.clock()
+        while self.state in ("active", "escalating", "ending"):
+            gevent.sleep(TICK_S)
+            now = self.clock()
+            self.voice.expire()
+            if self.state != "active":
                 continue
-            if time.monotonic() - self.last_activity < limit:
-                continue
-            self.record.event("no_input", reprompted=self.reprompted)
-            if self.reprompted:
-                self.escalate("no_input")
-                return
-            self.reprompted = True
-            self.say_prompt(self.cfg.no_input_prompt)
-            self.last_activity = time.monotonic()
+            action = self.barge.tick(now)
+            if action is not Action.NONE:
+                self.act(action, "pause_timeout")
+            entry = self.keypad.tick(now)
+            if entry is not None:
+                self._keypad_entry(entry)
+            self.fork.tick(now, started)
+            self._idle_tick(now)
 
-    def _worker_lost(self, reason: str) -> None:
+    def _idle_tick(self, now: float) -> None:
+        busy = (self.voice.playout.speaking or self.keypad.typing or self.fork.caller_speaking
+                or (self.turn is not None and not self.turn.done))
+        if busy:
+            self.idle.busy(now)
+            return
+        decision = self.idle.tick(now)
+        if decision is None:
+            return
+        self.record.event("no_input", prompts_used=self.idle.used, give_up=decision.give_up)
+        if decision.prompt is not None:
+            self.voice.say_prompt(decision.prompt)
+        elif self.cfg.no_input_action == "hangup":
+            self.group.spawn(self._goodbye)
+        else:
+            self.escalate("no_input")
+
+    def _goodbye(self) -> None:
+        """Ends the call politely: the goodbye plays to the end, then the agent hangs up."""
+        self.state = "ending"
+        handle = self.voice.say_prompt(self.cfg.goodbye, interruptible=False)
+        self.voice.wait_finished(handle, self.voice.remaining_s(handle) + 3.0)
+        self._stop_ai_media()
+        hang_up(self.conn, self.uuid)
+
+    # escalation and hangup ----------------------------------------------------------------------------
+
+    def worker_lost(self, reason: str) -> None:
         self.record.event("fork_failed", reason=reason)
         log.warning("call %s: speech worker unavailable (%s); handing the caller to a human", self.uuid, reason)
         if self.state == "active":
             self.escalate("worker_unavailable", failure=True)
-
-    # speaking -----------------------------------------------------------------------------------------
-
-    def queue_playback(self, handle: SpeechHandle, text: str, path: str, duration_s: float) -> None:
-        """Queues one chunk behind what is already playing (freeswitch.md §1.6, §4 "recommended TTS path").
-
-        sendmsg playback with event-lock plays queued chunks strictly in order, like uuid_broadcast, but
-        without the 5 lead frames uuid_broadcast reads first: 100 ms less before each chunk starts.
-        """
-        chunk = handle.add(text, path, duration_s)
-        arg = cmd.playback_path(path, {"utt_id": handle.utt_id, "chunk": chunk.index})
-        self.conn.sendmsg("playback", arg, event_lock=True, app_uuid=f"{self.uuid}-{handle.utt_id}-{chunk.index}")
-
-    def play_file(self, text: str, path: Any, *, kind: str, interruptible: bool) -> SpeechHandle:
-        handle = self.new_handle(kind, interruptible)
-        self.queue_playback(handle, text, str(path), soundfile.info(str(path)).duration)
-        handle.synthesis_done = True
-        return handle
-
-    def say_prompt(self, text: str, *, interruptible: bool = True, kind: str = "prompt") -> SpeechHandle:
-        """Speaks a fixed phrase from the prompt cache and records it as an agent turn."""
-        path, _ = call_in_thread(self.deps.prompts.get, text, self.channel.read_rate, timeout=10)
-        handle = self.play_file(text, path, kind=kind, interruptible=interruptible)
-        self.record.turn(self.record.next_turn_seq(), "agent", text, started_at=now_utc(), source=kind)
-        return handle
-
-    def new_handle(self, kind: str = "reply", interruptible: bool = True) -> SpeechHandle:
-        handle = self.playout.new(kind, interruptible)
-        self._finished[handle.utt_id] = GEvent()
-        return handle
-
-    def check_finished(self, handle: SpeechHandle) -> None:
-        if handle.finished:
-            self._finished[handle.utt_id].set()
-
-    def wait_finished(self, handle: SpeechHandle, timeout: float) -> bool:
-        self.check_finished(handle)
-        return self._finished[handle.utt_id].wait(timeout)
-
-    # escalation and hangup ----------------------------------------------------------------------------
 
     def escalate(self, reason: str, summary: str = "", priority: int = 5, *, failure: bool = False) -> None:
         """Hands the caller to the human queue; runs in its own greenlet so events keep flowing."""
@@ -335,18 +367,44 @@ class CallSession:
         self.state = "escalating"
         if self.deps.stats is not None:
             self.deps.stats.escalations[reason] += 1
-        if self.turn is not None and self.turn.greenlet is not gevent.getcurrent():
-            self.turn.cancel()
+        for turn in (self.turn, self.preview):
+            if turn is not None and turn.greenlet is not gevent.getcurrent():
+                turn.cancel()
+        self.barge.reset()
         self.group.spawn(self._escalate, reason, summary, priority, failure)
 
-    def _escalate(self, reason: str, summary: str, priority: int, failure: bool) -> None:
-        from agent.call.escalation import transfer_to_human
+    def _stop_ai_media(self) -> None:
+        """The AI's part ends here: the fork would otherwise follow the caller into the human queue (§10)."""
+        if self.listener is not None:
+            self.listener.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
 
-        transfer_to_human(self, reason, summary, priority, failure)
+    def _escalate(self, reason: str, summary: str, priority: int, failure: bool) -> None:
+        c = self.cfg
+        handoff = HandOff(
+            conn=self.conn, uuid=self.uuid, voice=self.voice, record=self.record,
+            queue=HumanQueue(c.human_extension, c.human_dialplan, c.human_context, c.transfer_notice, c.apology),
+            summarize=self.conv.summary if self.conv is not None else (lambda: ""),
+            mask=self.deps.mask, before_transfer=self._stop_ai_media,
+        )
+        if transfer_to_human(handoff, reason, summary, priority, failure) == "transferred":
+            self.state = "transferred"
 
     def hang_up(self) -> None:
         if self.state not in ("active", "escalating"):
             return
         self.state = "ending"
-        self.conn.api(cmd.uuid_kill(self.uuid), check=False)
+        self._stop_ai_media()
+        hang_up(self.conn, self.uuid)
 
+    def _start_fork(self) -> None:
+        c = self.cfg
+        settings = ForkSettings(url=c.fork_url, rate=c.fork_rate, bug=c.fork_bug, mix=c.fork_mix,
+                                secret=secret_from_env(c.fork_secret_env))
+        self.listener = Listener(self.conn, self.uuid, settings)
+        hotwords = [w for w in self.channel.variables.get("callagent_hotwords", "").split(",") if w.strip()]
+        reply = self.listener.start(industry=self.channel.industry, tenant=self.channel.tenant,
+                                    hotwords=[w.strip() for w in hotwords])
+        if not self.listener.started:
+            self.worker_lost(f"fork start refused: {reply.strip()}")

@@ -89,6 +89,12 @@ class LlmConversation:
     def agent_heard(self, said: str, heard: str) -> None:
         self.state.agent_heard(said, heard)
 
+    def settle_turn(self, turn_id: str, heard: str) -> None:
+        self.state.settle_turn(turn_id, heard)
+
+    def discard_turn(self, turn_id: str) -> None:
+        self.state.discard_turn(turn_id)
+
     def summary(self) -> str:
         """LLM summary (bounded by SUMMARY_TIMEOUT_S), else the extractive one; cached per history length."""
         key = len(self.state.history)

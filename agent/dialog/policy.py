@@ -70,11 +70,23 @@ class Conversation(Protocol):
         ...
 
     def respond(self, text: str, source: str) -> Iterator[DialogEvent]:
-        """Answers one caller turn. `source` is 'asr', 'text-injected' or 'dtmf'."""
+        """Answers one caller turn. `source` is 'asr', 'text-injected' or 'dtmf'.
+
+        The call advances the generator inside `agent.dialog.state.turn_scope(turn_id)`: every history write
+        belongs to that turn."""
         ...
 
     def agent_heard(self, said: str, heard: str) -> None:
         """Barge-in cut the agent's last message: keep only `heard` in the history."""
+        ...
+
+    def settle_turn(self, turn_id: str, heard: str) -> None:
+        """The call turn `turn_id` is over: its spoken text becomes exactly `heard` (what played), tool calls
+        and results stay paired, and nothing the turn's dialog steps still write afterwards is kept."""
+        ...
+
+    def discard_turn(self, turn_id: str) -> None:
+        """A reply prepared ahead that the caller never heard: everything the turn wrote goes."""
         ...
 
     def summary(self) -> str:

@@ -109,6 +109,12 @@ class ScriptedConversation:
     def agent_heard(self, said: str, heard: str) -> None:
         self.state.agent_heard(said, heard)
 
+    def settle_turn(self, turn_id: str, heard: str) -> None:
+        self.state.settle_turn(turn_id, heard)
+
+    def discard_turn(self, turn_id: str) -> None:
+        self.state.discard_turn(turn_id)
+
     def summary(self) -> str:
         return extractive_summary(self.state)
 

@@ -20,7 +20,8 @@ FORK_SUBCLASSES = (
     "mod_audio_fork::transcription",
     "mod_audio_fork::buffer_overrun",
 )
-SUBSCRIBED_EVENTS = ("PLAYBACK_START", "PLAYBACK_STOP", "DTMF", "CHANNEL_HANGUP_COMPLETE")
+SUBSCRIBED_EVENTS = ("PLAYBACK_START", "PLAYBACK_STOP", "DTMF", "CHANNEL_HANGUP_COMPLETE",
+                     "CHANNEL_EXECUTE_COMPLETE", "RECORD_START", "RECORD_STOP")
 
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_./:@+=,{}\-]+$")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -70,22 +71,62 @@ def uuid_setvar(uuid: str, name: str, value: str) -> str:
     return f"uuid_setvar {_token(uuid, 'uuid')} {name} {clean_value(value)}"
 
 
-def fork_metadata(fields: Mapping[str, str | int]) -> str:
-    text = json.dumps(dict(fields), separators=(",", ":"), ensure_ascii=True)
-    # Metadata is one argument: no spaces, single quotes or backslashes (§3.1, §9), at most 8192 bytes.
-    if re.search(r"[\s'\\]", text) or len(text) > 8192:
-        raise ValueError("fork metadata must be compact JSON without spaces, quotes or backslashes")
+# FreeSWITCH's argument splitter strips single quotes and processes backslash escapes (§3.1), so neither may
+# reach it inside the metadata; look-alikes keep a value readable. Control characters become spaces.
+# A double quote would come out of json.dumps as `\"`, so it gets a look-alike too.
+_METADATA_SUBSTITUTES = str.maketrans({"'": "\u2019", '"': "\u201d", "\\": "\uff3c", "\x7f": " ",
+                                       **{chr(c): " " for c in range(32)}})
+MetadataValue = str | int | float | bool | list[str]
+
+
+def _metadata_value(value: MetadataValue) -> MetadataValue:
+    if isinstance(value, str):
+        return value.translate(_METADATA_SUBSTITUTES)
+    if isinstance(value, list):
+        return [str(v).translate(_METADATA_SUBSTITUTES) for v in value]
+    return value
+
+
+def fork_metadata(fields: Mapping[str, MetadataValue]) -> str:
+    """Compact JSON, UTF-8 kept as is (a `\\uXXXX` escape would carry a backslash): any Unicode tenant survives.
+
+    Wrapped in single quotes by the caller, so spaces inside values stay in the one argument (§10: the last
+    argument keeps its spaces). At most 8192 bytes, mod_audio_fork's cap.
+    """
+    text = json.dumps({k: _metadata_value(v) for k, v in fields.items()}, separators=(",", ":"),
+                      ensure_ascii=False)
+    if "'" in text or "\\" in text:
+        raise ValueError("fork metadata must not contain single quotes or backslashes")
+    if len(text.encode("utf-8")) > 8192:
+        raise ValueError("fork metadata is longer than mod_audio_fork's 8192 bytes")
     return text
 
 
-def uuid_audio_fork_start(uuid: str, url: str, rate: int, bug: str, metadata: Mapping[str, str | int]) -> str:
+def uuid_audio_fork_start(uuid: str, url: str, rate: int, bug: str, metadata: Mapping[str, MetadataValue], *,
+                          mix: str = "mono") -> str:
     rate_arg = {8000: "8k", 16000: "16k"}[rate]
-    return f"uuid_audio_fork {_token(uuid, 'uuid')} start {_token(url, 'url')} mono {rate_arg} " \
+    if mix not in ("mono", "stereo", "mixed"):
+        raise ValueError(f"fork mix must be mono, stereo or mixed, got {mix!r}")
+    return f"uuid_audio_fork {_token(uuid, 'uuid')} start {_token(url, 'url')} {mix} {rate_arg} " \
            f"{_token(bug, 'bug')} '{fork_metadata(metadata)}'"
 
 
 def uuid_audio_fork_stop(uuid: str, bug: str) -> str:
     return f"uuid_audio_fork {_token(uuid, 'uuid')} stop {_token(bug, 'bug')}"
+
+
+def uuid_fileman(uuid: str, command: str) -> str:
+    """`pause` toggles pause on the file now playing; `-ERR No file handle!` when none is (§10)."""
+    if not re.match(r"^(pause|stop|restart|volume:[+-]?\d+|seek:[+-]?\d+)$", command):
+        raise ValueError(f"unknown fileman command {command!r}")
+    return f"uuid_fileman {_token(uuid, 'uuid')} {command}"
+
+
+def uuid_record(uuid: str, action: str, path: str) -> str:
+    """`start|stop|mask|unmask`; mask writes silence until unmask (PCI pause and resume, §4)."""
+    if action not in ("start", "stop", "mask", "unmask"):
+        raise ValueError(f"unknown uuid_record action {action!r}")
+    return f"uuid_record {_token(uuid, 'uuid')} {action} {_token(path, 'recording path')}"
 
 
 def api_ok(reply: str) -> bool:
