@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from agent.config import Config, ConfigError, load_config
 
@@ -33,20 +34,18 @@ def _serve_ops(cfg: Config, controller, collector) -> None:
 
     registry = serve_metrics(collector, None)
     if cfg.controller.metrics_listen is not None:
-        OpsServer(controller, registry, cfg.controller.metrics_listen).start()
+        loop = gevent.get_hub().loop
+        OpsServer(controller, registry, cfg.controller.metrics_listen,
+                  drain=lambda: loop.run_callback_threadsafe(controller.drain)).start()
     gevent.signal_handler(signal.SIGTERM, controller.drain)
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
-    from agent.analytics.runner import instrument
     from agent.call.controller import Controller
     from agent.ops.metrics import ControllerCollector
     from agent.ops.runtime import build_call_deps
 
-    db = _db(cfg)
-    deps = build_call_deps(cfg, db)
-    instrument(deps, db, cfg)  # counters from the store's operations; analytics at each call's end
-    controller = Controller(deps)
+    controller = Controller(build_call_deps(cfg, _db(cfg)))
     _serve_ops(cfg, controller, ControllerCollector(controller))
     controller.serve_forever()  # returns once a SIGTERM drain is done
     return 0
@@ -99,6 +98,18 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     return 1 if any("error" in h for h in hosts) else 0
 
 
+def cmd_drain(cfg: Config, args: argparse.Namespace) -> int:
+    from agent.ops.status import drain_and_wait
+
+    url = args.url
+    if url is None and cfg.controller.metrics_listen is not None:
+        url = "http://127.0.0.1:{1}".format(*cfg.controller.metrics_listen)
+    if url is None:
+        print("callagent: set controller.metrics_listen or pass --url", file=sys.stderr)
+        return 2
+    return drain_and_wait(url, args.wait if args.wait is not None else cfg.controller.drain_timeout_s)
+
+
 def cmd_tail(cfg: Config, args: argparse.Namespace) -> int:
     from agent.ops.tail import TailError, tail
 
@@ -119,28 +130,6 @@ def cmd_callbacks(cfg: Config, args: argparse.Namespace) -> int:
     return run_callbacks(cfg, _db(cfg))
 
 
-def cmd_analyze(cfg: Config, args: argparse.Namespace) -> int:
-    from datetime import datetime
-
-    from agent.analytics.settings import parse_analytics
-    from agent.analytics.store import backfill
-
-    since = datetime.fromisoformat(args.since) if args.since else None
-    if since is not None and since.tzinfo is None:
-        since = since.astimezone()  # a bare date means local time
-    done = 0
-    for _ in backfill(_db(cfg), parse_analytics(cfg.analytics), cfg.tts.engine, since=since, redo=args.all):
-        done += 1
-    print(f"analyzed {done} calls")
-    return 0
-
-
-def cmd_dashboard(cfg: Config, args: argparse.Namespace) -> int:
-    from agent.ops.dashboard.server import serve_dashboard
-
-    return serve_dashboard(cfg, _db(cfg), listen=args.listen)
-
-
 def cmd_db_migrate(cfg: Config, args: argparse.Namespace) -> int:
     from agent.store.db import Database, resolve_dsn
 
@@ -150,13 +139,9 @@ def cmd_db_migrate(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_kb_index(cfg: Config, args: argparse.Namespace) -> int:
-    from agent.dialog.knowledge import index_configured
+    from agent.store.kb import index_paths
 
-    try:
-        stats = index_configured(_db(cfg), cfg.dialog, args.paths, args.pack)
-    except FileNotFoundError as exc:
-        print(f"callagent: {exc}", file=sys.stderr)
-        return 2
+    stats = index_paths(_db(cfg), [Path(p) for p in args.paths], args.pack)
     print(json.dumps(stats, ensure_ascii=False, default=str))
     return 0
 
@@ -188,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--url", action="append", help="a host's ops URL (default controller.status_urls)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(fn=cmd_status)
+    drain = sub.add_parser("drain", help="stop taking calls on this host and wait for live calls to end")
+    drain.add_argument("--url", help="the controller's ops URL (default: controller.metrics_listen on loopback)")
+    drain.add_argument("--wait", type=float, help="seconds to wait (default controller.drain_timeout_s)")
+    drain.set_defaults(fn=cmd_drain)
     tail_p = sub.add_parser("tail", help="one call's events and turns as they happen")
     tail_p.add_argument("call_id", help="the call id (a unique prefix is enough)")
     tail_p.add_argument("--no-follow", action="store_true", help="print what is stored and stop")
@@ -195,13 +184,6 @@ def build_parser() -> argparse.ArgumentParser:
     callbacks = sub.add_parser("callbacks", help="place requested callbacks with originate (inbound ESL)")
     callbacks.add_argument("--list", action="store_true", help="print stored callback requests and exit")
     callbacks.set_defaults(fn=cmd_callbacks)
-    analyze = sub.add_parser("analyze", help="post-call analytics for stored calls that lack them (backfill)")
-    analyze.add_argument("--since", help="only calls started at or after this ISO date/time")
-    analyze.add_argument("--all", action="store_true", help="recompute calls that already have analytics")
-    analyze.set_defaults(fn=cmd_analyze)
-    dashboard = sub.add_parser("dashboard", help="the operator dashboard in the browser")
-    dashboard.add_argument("--listen", help="host:port (default dashboard.listen, loopback)")
-    dashboard.set_defaults(fn=cmd_dashboard)
     db = sub.add_parser("db", help="database tasks").add_subparsers(dest="db_command", required=True)
     db.add_parser("migrate", help="apply sql/ migrations").set_defaults(fn=cmd_db_migrate)
     kb = sub.add_parser("kb", help="knowledge base").add_subparsers(dest="kb_command", required=True)

@@ -1,7 +1,8 @@
 """The controller's ops HTTP listener and `callagent status`.
 
 One listener (`controller.metrics_listen`) serves `/metrics` (Prometheus), `/ready` (false from the first moment of
-a drain, for Kubernetes and load balancers), `/live` and `/status` (live calls as JSON). It runs in its own thread
+a drain, for Kubernetes and load balancers), `/live`, `/status` (live calls as JSON) and `POST /drain` (loopback
+clients only: a Kubernetes preStop hook or an operator on the host). It runs in its own thread
 so a scrape or probe never waits on the call hub; it only copies the controller's plain attributes.
 `callagent status` reads `/status` from every host in `controller.status_urls`.
 """
@@ -23,6 +24,7 @@ from prometheus_client.core import CollectorRegistry
 log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_S = 3.0
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
 class Observed(Protocol):
@@ -64,9 +66,11 @@ def describe_call(session: Any, age_s: float, overflow: bool = False,
 class OpsServer:
     """`/metrics`, `/ready`, `/live`, `/status` on one port, in a daemon thread."""
 
-    def __init__(self, controller: Observed, registry: CollectorRegistry | None, listen: tuple[str, int]):
+    def __init__(self, controller: Observed, registry: CollectorRegistry | None, listen: tuple[str, int],
+                 drain: Callable[[], None] | None = None):
         self.controller = controller
         self.registry = registry
+        self.drain = drain  # thread-safe: schedules the drain on the controller's hub
         handler = _handler(self)
         self.httpd = ThreadingHTTPServer(listen, handler)
         self.httpd.daemon_threads = True
@@ -105,6 +109,15 @@ def _handler(ops: OpsServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, body, "application/json")
             else:
                 self._send(404, b"not found\n")
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path.split("?", 1)[0] != "/drain" or ops.drain is None:
+                self._send(404, b"not found\n")
+            elif self.client_address[0] not in LOOPBACK:
+                self._send(403, b"drain only from the host itself\n")
+            else:
+                ops.drain()
+                self._send(202, b"draining\n")
 
         def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
             self.send_response(code)
@@ -152,3 +165,27 @@ def render_status(hosts: Sequence[Mapping[str, Any]]) -> str:
                          + (f"  idle {idle:5.1f}s" if idle is not None else "")
                          + ("  in turn" if c.get("in_turn") else ""))
     return "\n".join(lines)
+
+
+def drain_and_wait(url: str, wait_s: float, poll_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> int:
+    """`callagent drain`: starts a drain and waits until no call is left (or the controller has exited).
+    Returns 0 when drained, 1 when calls were still up after `wait_s`."""
+    import httpx
+
+    url = url.rstrip("/")
+    try:
+        httpx.post(f"{url}/drain", timeout=FETCH_TIMEOUT_S).raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"drain: {url}: {exc}")
+        return 0 if isinstance(exc, httpx.ConnectError) else 1  # nothing listening: nothing to drain
+    waited = 0.0
+    while waited <= wait_s:
+        try:
+            active = httpx.get(f"{url}/status", timeout=FETCH_TIMEOUT_S).json().get("active", 0)
+        except httpx.HTTPError:
+            return 0  # the controller finished its drain and exited
+        if not active:
+            return 0
+        sleep(poll_s)
+        waited += poll_s
+    return 1

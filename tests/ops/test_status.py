@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from agent.ops.metrics import ControllerCollector, serve_metrics
-from agent.ops.status import OpsServer, fetch_status, render_status
+from agent.ops.status import OpsServer, drain_and_wait, fetch_status, render_status
 from agent.ops.tail import TailError, tail
 from agent.sim import CallScript
 from tests.call.harness import make_stack
@@ -20,7 +20,8 @@ from tests.ops.test_drain import HOLD, SPEED, SimLoop, wait_for
 def live_stack(tmp_path, db):
     stack = make_stack(tmp_path, db)
     controller = stack.controller.controller
-    ops = OpsServer(controller, serve_metrics(ControllerCollector(controller), None), ("127.0.0.1", 0)).start()
+    ops = OpsServer(controller, serve_metrics(ControllerCollector(controller), None), ("127.0.0.1", 0),
+                    drain=stack.controller.drain).start()
     sim = SimLoop(stack.sim(speed=SPEED))
     yield stack, ops, sim
     sim.close()
@@ -45,12 +46,14 @@ def test_status_lists_live_calls_and_ready_turns_false_on_drain(live_stack):
     assert uuid in text and "1/200 calls" in text and "UNREACHABLE" in text
     assert "callagent_calls_active 1.0" in httpx.get(f"{url}/metrics").text
 
-    stack.controller.drain()
+    assert httpx.post(f"{url}/drain").status_code == 202  # what the Kubernetes preStop hook does
     wait_for(lambda: httpx.get(f"{url}/ready").status_code == 503)  # not ready from the drain's first moment
     (host,) = fetch_status([url])
     assert host["draining"] and not host["accepting"] and host["active"] == 1
+    assert drain_and_wait(url, wait_s=0.3, poll_s=0.1) == 1  # a call is still up
     sim.hang_up(uuid)
     future.result(30)
+    assert drain_and_wait(url, wait_s=30, poll_s=0.1) == 0
     assert stack.controller.join(30)
 
 
