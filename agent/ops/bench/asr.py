@@ -33,6 +33,24 @@ NOT_CONFIGURED = ("fake",)               # a canned-text engine has no accuracy 
 QUICK_FILES_PER_LANGUAGE = 3
 # "Diane: Hello? | Sheila: …" — speaker labels in multi-speaker references are not spoken words.
 _LABEL = re.compile(r"^\s*[^:|]{1,24}:\s*")
+HOTWORDS_PER_FILE = 3
+
+
+def hotwords_for(reference: str, pack_terms: Iterable[str] = ()) -> tuple[str, ...]:
+    """The hotwords a file is asked with: the shipped packs' terms that its reference contains, else its
+    longest words of three or more letters (the rare nouns a tenant would list), at most HOTWORDS_PER_FILE."""
+    flat = reference.replace(" ", "").lower()
+    found = [t for t in pack_terms if t.replace(" ", "").lower() in flat]
+    if not found:
+        words = dict.fromkeys(w for w in re.findall(r"\w+", reference) if len(w) >= 3 and not w.isdigit())
+        found = sorted(words, key=len, reverse=True)
+    return tuple(found[:HOTWORDS_PER_FILE])
+
+
+def recalled(hotwords: Iterable[str], hypothesis: str) -> int:
+    """How many hotwords the hypothesis contains (spaces and case ignored)."""
+    flat = hypothesis.replace(" ", "").lower()
+    return sum(1 for w in hotwords if w.replace(" ", "").lower() in flat)
 
 
 @dataclass(frozen=True)
@@ -89,8 +107,15 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "edits": sum(r["edits"] for r in items), "ref_units": sum(r["ref_units"] for r in items),
             "error_rate": textmetrics.rate([(r["edits"], r["ref_units"]) for r in items]),
             "rtf": proc / audio if audio else None,
+            **_recall(items),
         })
     return sorted(out, key=lambda r: (r["engine"], r["language"], CONDITIONS.index(r["condition"])))
+
+
+def _recall(items: list[dict[str, Any]]) -> dict[str, Any]:
+    asked = sum(len(r.get("hotwords") or ()) for r in items)
+    hits = sum(r.get("hotword_hits") or 0 for r in items)
+    return {"hotwords": asked, "hotword_hits": hits, "hotword_recall": hits / asked if asked else None}
 
 
 def engine_names(cfg: Config) -> list[str]:
@@ -115,9 +140,10 @@ def _pick(rows: list[SpeechRow], quick: bool) -> list[SpeechRow]:
     return out
 
 
-def score_engine(name: str, engine: AsrEngine, rows: list[SpeechRow],
-                 speech_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
-    """Per-file rows for one engine; stops with a reason if the engine fails before its first result."""
+def score_engine(name: str, engine: AsrEngine, rows: list[SpeechRow], speech_dir: Path,
+                 pack_terms: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], str | None]:
+    """Per-file rows for one engine; stops with a reason if the engine fails before its first result.
+    Each file goes with its hotwords (engines that take context use them) and counts how many came back."""
     langs = ENGINE_LANGUAGES.get(name)
     out: list[dict[str, Any]] = []
     scored = 0
@@ -129,12 +155,13 @@ def score_engine(name: str, engine: AsrEngine, rows: list[SpeechRow],
                     for c in CONDITIONS]
             continue
         pcm, rate = load_audio(speech_dir / row.file)
+        words = hotwords_for(row.reference, pack_terms)
         for condition in CONDITIONS:
             audio, audio_rate = (pcm, rate) if condition == CONDITIONS[0] else (
                 telephone_band(pcm, rate, ENGINE_RATE), ENGINE_RATE)
             started = time.perf_counter()
             try:
-                result = engine.transcribe(audio, audio_rate, AsrContext(language=row.language))
+                result = engine.transcribe(audio, audio_rate, AsrContext(hotwords=words, language=row.language))
             except EngineError as exc:
                 if not scored:
                     return out, f"unavailable: {exc}"
@@ -145,12 +172,26 @@ def score_engine(name: str, engine: AsrEngine, rows: list[SpeechRow],
             edits, units = score(row.language, row.reference, result.text)
             out.append({**base, "condition": condition, "status": "ok", "hypothesis": result.text,
                         "edits": edits, "ref_units": units, "error_rate": edits / units if units else 0.0,
+                        "hotwords": list(words), "hotword_hits": recalled(words, result.text),
                         "proc_s": proc_s, "rtf": proc_s / row.duration_s})
     return out, None
 
 
 def _lang_name(code: str) -> str:
     return {"en": "English", "ko": "Korean"}.get(code, code)
+
+
+def _pack_terms(cfg: Config) -> tuple[str, ...]:
+    from agent.engines.asr import hotwords
+
+    directory = cfg.path(cfg.worker.hotwords_dir)
+    terms: list[str] = []
+    for path in sorted(Path(directory).glob("*.yaml")):
+        try:
+            terms += hotwords.load(directory, path.stem)
+        except ValueError as exc:
+            log.warning("asr bench: %s", exc)
+    return tuple(dict.fromkeys(terms))
 
 
 def run(cfg: Config, speech_dir: Path, *, quick: bool = False) -> dict[str, Any]:
@@ -171,7 +212,7 @@ def run(cfg: Config, speech_dir: Path, *, quick: bool = False) -> dict[str, Any]
             continue
         load_s = time.perf_counter() - started
         try:
-            per_file, problem = score_engine(name, engine, rows, speech_dir)
+            per_file, problem = score_engine(name, engine, rows, speech_dir, _pack_terms(cfg))
         finally:
             engine.close()
         engines.append({"engine": name, "status": problem or "ok", "load_s": round(load_s, 2)})

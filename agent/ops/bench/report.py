@@ -140,12 +140,19 @@ def asr_md(r: dict[str, Any]) -> str:
         return f"### ASR accuracy\n\nFAILED: {r['error']}"
     engines = table(["Engine", "Status", "Load s"],
                     [[e["engine"], e["status"], num(e.get("load_s"), 1)] for e in r["engines"]])
-    totals = table(["Engine", "Language", "Condition", "Files", "Audio s", "Metric", "Error rate", "RTF"],
+    totals = table(["Engine", "Language", "Condition", "Files", "Audio s", "Metric", "Error rate", "RTF",
+                    "Hotword recall"],
                    [[t["engine"], t["language"], t["condition"], t["files"], num(t["audio_s"], 1), t["metric"],
-                     pct(t["error_rate"]), num(t["rtf"], 3)] for t in r["totals"]])
+                     pct(t["error_rate"]), num(t["rtf"], 3), _recall_cell(t)] for t in r["totals"]])
     return ("### ASR accuracy — CER (Korean, spaces ignored) / WER (English), as recorded and as telephone "
             "band (8 kHz G.711 μ-law, back to 16 kHz)\n\n" + engines + "\n\n" + totals + "\n\n"
             + per_file_md(r["files"]))
+
+
+def _recall_cell(t: dict[str, Any]) -> str:
+    if not t.get("hotwords"):
+        return "—"
+    return f"{pct(t['hotword_recall'])} ({t['hotword_hits']}/{t['hotwords']})"
 
 
 def per_file_md(files: list[dict[str, Any]]) -> str:
