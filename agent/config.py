@@ -264,6 +264,14 @@ class CallbacksConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    # Recordings are sealed with AES-256-GCM; the key (base64 of 32 bytes) comes from this variable or file.
+    recording_key_env: str = "CALLAGENT_RECORDING_KEY"
+    recording_key_file: str = ""
+    retention_days: int = 90  # `callagent purge` deletes calls, transcripts and recordings older than this
+
+
+@dataclass(frozen=True)
 class Config:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
@@ -277,6 +285,7 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"  # json: one JSON object per line with the call id (agent/ops/logs.py)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     base_dir: str = "."
 
     def path(self, relative: str) -> Path:
@@ -449,6 +458,17 @@ def _callbacks(s: Section) -> CallbacksConfig:
     return cfg
 
 
+def _privacy(s: Section) -> PrivacyConfig:
+    d = PrivacyConfig()
+    cfg = PrivacyConfig(
+        recording_key_env=s.str("recording_key_env", d.recording_key_env),
+        recording_key_file=s.str("recording_key_file", d.recording_key_file),
+        retention_days=s.int("retention_days", d.retention_days, lo=1, hi=36500),
+    )
+    s.done()
+    return cfg
+
+
 def parse_config(data: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
     """Builds a validated Config from an already-parsed YAML mapping."""
     root = Section(data, "")
@@ -463,6 +483,7 @@ def parse_config(data: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
         log_level=root.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         log_format=root.choice("log_format", ("text", "json"), "text"),
         callbacks=_callbacks(root.section("callbacks")),
+        privacy=_privacy(root.section("privacy")),
         base_dir=base_dir,
     )
     root.done()

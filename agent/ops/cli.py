@@ -12,8 +12,10 @@ from agent.config import Config, ConfigError, load_config
 
 def _setup_logging(level: str, fmt: str = "text") -> None:
     from agent.ops.logs import configure_logging
+    from agent.privacy.logs import install_log_filter
 
     configure_logging(level, fmt)
+    install_log_filter()  # a caller's card, phone or account number never reaches a log line
 
 
 def _db(cfg: Config, migrate: bool = True):
@@ -184,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     callbacks = sub.add_parser("callbacks", help="place requested callbacks with originate (inbound ESL)")
     callbacks.add_argument("--list", action="store_true", help="print stored callback requests and exit")
     callbacks.set_defaults(fn=cmd_callbacks)
+    from agent.privacy.commands import add_commands as add_privacy_commands
+
+    add_privacy_commands(sub)  # recording export, purge, forget
     db = sub.add_parser("db", help="database tasks").add_subparsers(dest="db_command", required=True)
     db.add_parser("migrate", help="apply sql/ migrations").set_defaults(fn=cmd_db_migrate)
     kb = sub.add_parser("kb", help="knowledge base").add_subparsers(dest="kb_command", required=True)
