@@ -62,7 +62,10 @@ def asks_for_secret(reply: str) -> bool:
 
 def safe_reply(reply: str) -> str:
     """The agent's sentence, or a fixed safe one if it asks for a password or full card number."""
-    return SAFE_SECRET_REPLY if asks_for_secret(reply) else redact(reply)
+    if asks_for_secret(reply):
+        return SAFE_SECRET_REPLY
+    # Said aloud, so the speakable form ("전화번호 끝자리 5678"), not the bracketed one kept in records.
+    return pii.replace_pii(reply, pii.Finding.spoken)
 
 
 def is_injection(text: str) -> bool:

@@ -110,7 +110,10 @@ class LlmConversation:
                     timeout_s=min(SUMMARY_TIMEOUT_S, self.settings.llm.timeout_s))
             except LlmError:
                 log.warning("llm summary failed; using the extractive summary")
-        text = guardrails.redact(" ".join(text.split()))[:300] or extractive_summary(self.state)
+        # The history holds vault placeholders; the summary goes to a channel variable and the database, so
+        # it carries the masked forms ("[계좌번호 ****6789]") and never a value.
+        vault = self.state.vault
+        text = vault.masked(" ".join(text.split()))[:300] or vault.masked(extractive_summary(self.state))
         self._summary = (key, text)
         return text
 
@@ -145,8 +148,10 @@ class LlmConversation:
                                   "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
             for call in calls:
                 result = yield from self.tools.call(call.name, call.args(), self.fallback.ctx)
+                # The tool ran on real values (ToolBox resolves the placeholders); the model sees placeholders.
+                content = self.state.vault.protect(json.dumps(result.message(), ensure_ascii=False))
                 self.state.history.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
-                                           "content": json.dumps(result.message(), ensure_ascii=False)})
+                                           "content": content})
                 if result.escalate is not None:
                     yield result.escalate
                     return
@@ -161,7 +166,8 @@ class LlmConversation:
             yield escalate
 
     def _say(self, sentence: str, msg: dict[str, Any], spoken: list[Say]) -> Iterator[Say]:
-        text = guardrails.safe_reply(clean_for_speech(sentence)).strip()
+        # A placeholder the model wrote is said as "계좌번호 끝자리 6789", never read out whole.
+        text = guardrails.safe_reply(clean_for_speech(self.state.vault.speakable(sentence))).strip()
         if not text:
             return
         self.state.add_agent(text, msg)

@@ -74,6 +74,10 @@ class ToolBox:
             yield ToolUsed(name=name, ok=False, ms=0.0)
             return result
         spec = ALL[name]
+        # The model passes vault placeholders ("[ACCOUNT_1]"); the tool gets the value the caller said.
+        vault = getattr(ctx.state, "vault", None)
+        if vault is not None:
+            args = vault.resolve(args)  # type: ignore[assignment]
         box: dict[str, Any] = {}
         done = threading.Event()
 
