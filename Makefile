@@ -15,6 +15,15 @@ system-packages:
 	@command -v espeak-ng >/dev/null 2>&1 || { \
 	  echo "installing espeak-ng"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
+# promtool checks ops/prometheus; chromium renders the dashboard in its test (Korean glyphs from fonts-nanum).
+# Optional: where apt cannot install them, those tests skip and say so.
+	@missing=""; command -v promtool >/dev/null 2>&1 || missing="prometheus"; \
+	  command -v chromium >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
+	  fc-list 2>/dev/null | grep -qi nanum || missing="$$missing fonts-nanum"; \
+	  if [ -n "$$missing" ]; then echo "installing$$missing"; \
+	    { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+	    echo "could not install$$missing: the promtool and browser tests will skip"; fi
 
 # torch is pinned first: the CPU build of that version is what the CPU tests use; an unpinned torch would pull
 # several GB of CUDA packages. The GPU engines' own stack comes from `pip install .[gpu]` on GPU hosts.

@@ -67,8 +67,9 @@ def insert_call(db: Database, call_id: str, started_at: datetime, turns: list[di
                          (call_id, i, started_at, kind, Jsonb(detail)))
 
 
-def seed_many(db: Database, n: int, *, days: int = 10, seed: int = 7, open_calls: int = 3) -> None:
-    """`n` finished calls spread over `days` days before T0 (plus `open_calls` live ones), by COPY: seconds."""
+def seed_many(db: Database, n: int, *, days: int = 10, seed: int = 7, open_calls: int = 3,
+              end: datetime = T0) -> None:
+    """`n` finished calls spread over `days` days before `end` (plus `open_calls` live ones), by COPY: seconds."""
     rng = random.Random(seed)
     outcomes = [("agent_hangup", None)] * 6 + [("transferred", "caller_requested"),
                                                ("transferred", "sensitive_topic"), ("caller_hangup", None),
@@ -77,18 +78,18 @@ def seed_many(db: Database, n: int, *, days: int = 10, seed: int = 7, open_calls
         with conn.cursor().copy("COPY calls (call_id, caller, industry, started_at, answered_at, ended_at,"
                                 " end_reason, escalation_reason, summary) FROM STDIN") as copy:
             for i in range(n):
-                start = T0 - timedelta(seconds=rng.uniform(0, days * 86400))
+                start = end - timedelta(seconds=rng.uniform(60, days * 86400))
                 end_reason, reason = rng.choice(outcomes)
                 copy.write_row((f"seed-{i:05d}", f"010{i:08d}", "ecommerce", start, start,
                                 start + timedelta(seconds=rng.uniform(20, 300)), end_reason, reason,
                                 "고객 문의: 배송 조회"))
             for i in range(open_calls):
-                start = T0 - timedelta(seconds=30 * (i + 1))
+                start = end - timedelta(seconds=30 * (i + 1))
                 copy.write_row((f"live-{i}", "01099998888", "ecommerce", start, start, None, None, None, None))
         with conn.cursor().copy("COPY turns (call_id, seq, speaker, started_at, ended_at, text, source, engine,"
                                 " eos_wait_ms, asr_ms, dialog_ms, tts_ms, first_audio_ms, detail) FROM STDIN") as copy:
             for i in range(n):
-                at = T0
+                at = end
                 for k in range(rng.randint(0, 3)):
                     copy.write_row((f"seed-{i:05d}", 2 * k + 1, "caller", at, None, "배송 조회하고 싶어요", "asr",
                                     "vosk", 800.0, 150.0, None, None, None,
