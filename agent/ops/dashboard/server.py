@@ -38,6 +38,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 COOKIE = "callagent_dashboard"
 _CALL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 DAYS_DEFAULT, DAYS_MAX = 14, 90
+CATCH_UP_EVERY_S = 60.0
 
 
 def is_loopback(host: str) -> bool:
@@ -139,6 +140,13 @@ class Dashboard:
             return None
         path = self.recording_dir / f"{call_id}.wav"
         return path if path.is_file() else None
+
+    def catch_up(self) -> int:
+        """Analyses ended calls that have no analytics yet (the demo's and benchmark's controllers, calls that
+        ended while the database was down); returns how many."""
+        from agent.analytics.store import backfill
+
+        return sum(1 for _ in backfill(self.db, self.analytics, self.cfg.tts.engine))
 
     def _render(self, name: str, **ctx: Any) -> str:
         return self.env.get_template(name).render(generated=self.now().astimezone(self.tz), **ctx)
@@ -266,6 +274,17 @@ def access_token(cfg: Config, host: str) -> str | None:
     return token
 
 
+def _catch_up_forever(app: Dashboard) -> None:
+    while True:
+        try:
+            done = app.catch_up()
+            if done:
+                log.info("analysed %d stored calls that had no analytics", done)
+        except Exception:  # noqa: BLE001 - the database may be down; try again later
+            log.warning("analytics catch-up failed", exc_info=True)
+        time.sleep(CATCH_UP_EVERY_S)
+
+
 def serve_dashboard(cfg: Config, db: Database, listen: str | None = None) -> int:
     settings = parse_dashboard(cfg.dashboard)
     address = settings.listen
@@ -276,6 +295,7 @@ def serve_dashboard(cfg: Config, db: Database, listen: str | None = None) -> int
         address = (host, int(port))
     app = Dashboard(cfg, db, token=access_token(cfg, address[0]))
     httpd = make_server(app, address)
+    threading.Thread(target=_catch_up_forever, args=(app,), name="dashboard-analytics", daemon=True).start()
     log.info("dashboard on http://%s:%d/", *httpd.server_address[:2])
     httpd.serve_forever()
     return 0
