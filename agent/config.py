@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from agent.privacy.notice import greeting_problem
+
 ENV_CONFIG = "CALLAGENT_CONFIG"
 ENV_DB_DSN = "CALLAGENT_DB_DSN"
 DEFAULT_CONFIG_NAME = "callagent.yaml"
@@ -156,7 +158,8 @@ class ControllerConfig:
     fork_bug: str = "callagent"
     esl_reply_timeout_s: float = 5.0
     greeting: str = (
-        "안녕하세요, 고객센터입니다. 저는 인공지능 상담원이며 통화 내용은 상담 품질을 위해 기록됩니다. "
+        "안녕하세요, 고객센터입니다. 저는 인공지능 상담원이며 통화 내용은 상담 품질을 위해 기록되며 "
+        "녹음될 수 있습니다. "
         "무엇을 도와드릴까요?"
     )
     apology: str = "죄송합니다. 지금 연결에 문제가 있어 상담원에게 바로 연결해 드리겠습니다."
@@ -337,6 +340,10 @@ def _controller(s: Section) -> ControllerConfig:
     for name in ("greeting", "apology", "transfer_notice", "no_input_prompt"):
         if not getattr(cfg, name).strip():
             raise ConfigError(s.key(name), "must not be empty: the caller would hear silence")
+    # The greeting is the AI disclosure and the recording notice; it must match what is really recorded.
+    problem = greeting_problem(cfg.greeting, recording=bool(getattr(cfg, "recording_dir", "")))
+    if problem is not None:
+        raise ConfigError(s.key("greeting"), problem)
     s.done()
     return cfg
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import yaml
 
 from agent.config import ConfigError, Section
+from agent.privacy import notice
 
 PACKS_DIR = Path(__file__).resolve().parent
 VERIFICATIONS = ("phone_or_name_last4", "birth_date_account_last4", "none")
 KNOWN_TOOLS = ("lookup_order", "check_delivery", "process_return", "search_faq", "update_customer_info",
                "escalate_to_human", "verify_identity", "lookup_account")
-AI_DISCLOSURE_WORDS = ("인공지능", "AI", "자동 응답")
+AI_DISCLOSURE_WORDS = notice.AI_DISCLOSURE_WORDS
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,13 @@ def parse_pack(data: object, name: str, base: Path) -> Pack:
         if tool not in KNOWN_TOOLS:
             raise ConfigError(s.key("tools"), f"unknown tool {tool!r}")
     greeting = " ".join(s.str("greeting").split())
-    # Callers must be told they are talking to an AI before anything else (the greeting is that moment).
-    if not any(w in greeting for w in AI_DISCLOSURE_WORDS):
-        raise ConfigError(s.key("greeting"), "must disclose that the caller is talking to an AI")
+    # Callers must be told they are talking to an AI, and that the call is kept, before anything else (the
+    # greeting is that moment). A pack is used with recording on or off, so it may not claim either for sure.
+    problem = notice.greeting_problem(greeting)
+    if problem is None and notice.greeting_problem(greeting, recording=False) is not None:
+        problem = "says the call is recorded (녹음됩니다); a pack must fit recording on and off (녹음될 수 있습니다)"
+    if problem is not None:
+        raise ConfigError(s.key("greeting"), problem)
     pack = Pack(
         name=s.str("name", name),
         display_name=s.str("display_name"),
