@@ -28,6 +28,7 @@ NEGATIVE_SENTIMENT = "negative_sentiment"
 SENSITIVE_TOPIC = "sensitive_topic"
 CALL_TOO_LONG = "call_too_long"
 LLM_TOOL = "llm_tool"
+LANGUAGE_SUPPORT = "language_support"  # an English caller asked what only a Korean answer exists for
 
 PRIORITY_URGENT = 1
 PRIORITY_IMMEDIATE = 2  # plan: 즉시
@@ -41,6 +42,7 @@ PRIORITIES = {
     SENSITIVE_TOPIC: PRIORITY_HIGH,
     CALL_TOO_LONG: PRIORITY_NORMAL,
     LLM_TOOL: PRIORITY_NORMAL,
+    LANGUAGE_SUPPORT: PRIORITY_NORMAL,
 }
 REASON_KO = {
     CALLER_REQUESTED: "고객이 상담원 연결을 요청",
@@ -49,6 +51,7 @@ REASON_KO = {
     SENSITIVE_TOPIC: "법적·금전적 민감 주제",
     CALL_TOO_LONG: "통화 시간 초과",
     LLM_TOOL: "AI 상담원이 상담원 연결을 판단",
+    LANGUAGE_SUPPORT: "영어 상담 필요",
 }
 BASE_SENSITIVE = ("소송", "변호사", "환불", "보상", "피해", "lawsuit", "lawyer", "attorney", "refund",
                   "compensation")
@@ -136,6 +139,9 @@ class EscalationManager:
 
     def failures(self, intent: str) -> int:
         return self._failures.get(intent, 0)
+
+    def language_support(self, state: DialogState) -> Escalate:
+        return self._escalate(LANGUAGE_SUPPORT, state)
 
     def llm_requested(self, state: DialogState, urgent: bool) -> Escalate:
         return self._escalate(LLM_TOOL, state, PRIORITY_URGENT if urgent else PRIORITY_NORMAL)

@@ -14,8 +14,10 @@ from agent.dialog import intents, slots
 from agent.dialog.crm import CrmAdapter
 from agent.dialog.escalation import EscalationManager, extractive_summary
 from agent.dialog.knowledge import KnowledgeBase
+from agent.dialog.language import ENGLISH as ENGLISH_CODE
+from agent.dialog.language import CallLanguage
 from agent.dialog.packs import Pack, load_pack
-from agent.dialog.policy import CallInfo, DialogEvent, EndCall, Escalate
+from agent.dialog.policy import CallInfo, DialogEvent, EndCall, Escalate, Say
 from agent.dialog.settings import PACKS, DialogSettings
 from agent.dialog.state import DialogState
 from agent.dialog.tools import PROGRESS_ERRORS, ToolBox
@@ -35,7 +37,32 @@ ASK_RETURN_ORDER = "{kind} 도와드릴게요. {kind}하실 주문의 주문번�
 ASK_RETURN_REASON = "{kind} 사유를 간단히 말씀해 주시겠어요? 예를 들어 단순 변심인지, 제품 불량인지 알려 주세요."
 ASK_UPDATE_FIELD = "주소, 이메일, 연락처 중에서 어떤 정보를 바꾸고 싶으세요?"
 ASK_UPDATE_VALUE = "바꾸실 {field} 말씀해 주세요."
+THANKS_REPLY = "천만에요. 더 도와드릴 일이 있을까요?"
+AFFIRM_REPLY = "네, 말씀해 주세요."
+DENY_REPLY = "알겠습니다. 다른 문의가 있으신가요?"
 SERVICE_UNAVAILABLE = "service_unavailable"  # reason code when there is no CRM to answer from
+# What an English caller hears for the fixed replies. Any other reply is tool or KB text in Korean: the
+# caller is told so and handed to a human (reason language_support) rather than hearing Korean; so is an
+# unanswered question, since the knowledge base is Korean.
+ENGLISH = {
+    NOT_UNDERSTOOD[0]: "Sorry, I didn't catch that. I can help with orders, deliveries, returns and common "
+                       "questions.",
+    NOT_UNDERSTOOD[1]: "Sorry, could you say that again? I can also connect you to an agent.",
+    NO_BACKEND: "Sorry, I can't look up orders or accounts right now, so I'll connect you to an agent.",
+    ANYTHING_ELSE: "Is there anything else I can help with?",
+    GOODBYE: "Thank you for calling. Have a nice day.",
+    ASK_ORDER: "Let me check that. Could you tell me your order number?",
+    ASK_RETURN_ORDER.format(kind="반품"): "I can help with a return. What is the order number?",
+    ASK_RETURN_ORDER.format(kind="교환"): "I can help with an exchange. What is the order number?",
+    ASK_RETURN_REASON.format(kind="반품"): "Could you tell me briefly why, for example a change of mind or a defect?",
+    ASK_RETURN_REASON.format(kind="교환"): "Could you tell me briefly why, for example the wrong size or a defect?",
+    THANKS_REPLY: "You're welcome. Is there anything else I can help with?",
+    AFFIRM_REPLY: "Sure, go ahead.",
+    DENY_REPLY: "All right. Do you have any other questions?",
+}
+ENGLISH_HELLO = "Hello, I'm an AI assistant, and I can help you in English."
+ENGLISH_HANDOFF = "I'm sorry, I can only give that answer in Korean. I'll connect you to an agent who speaks English."
+ENGLISH_REFUSAL = "Sorry, I can't help with that. For your security, please never say card numbers or passwords."
 _REASON_WORDS = re.compile(r"변심|불량|고장|파손|깨져|찢어|사이즈|색상|작아|커요|커서|마음에\s*안|오배송|"
                            r"잘못\s*(왔|배송)|늦게")
 _FIELD_WORDS = (("주소", "address"), ("이메일", "email"), ("메일", "email"), ("연락처", "phone"),
@@ -92,6 +119,8 @@ class ScriptedConversation:
         self.ctx = ToolContext(state=state, crm=policy.crm, kb=self.kb, escalation=self.escalation,
                                today=policy.today)
         self.max_chars = policy.settings.max_say_chars
+        self.language = CallLanguage()
+        self._greeted_in_english = False
 
     # --- Conversation protocol --------------------------------------------------------------------
     def greeting(self) -> str | None:
@@ -100,8 +129,14 @@ class ScriptedConversation:
     def respond(self, text: str, source: str) -> Iterator[DialogEvent]:
         if not text.strip():
             return
+        if source != "dtmf":
+            self.language.observe(text)
         intent, handled = pre_turn(text, self.state, self.escalation, self.max_chars)
         if handled is not None:
+            if self.language.current == ENGLISH_CODE and any(isinstance(e, Say) for e in handled):
+                # A refusal or security warning, written in Korean: the English caller gets one line instead.
+                handled = [*speak(self.state, ENGLISH_REFUSAL, self.max_chars),
+                           *(e for e in handled if not isinstance(e, Say))]
             yield from handled
             return
         yield from self.answer(text, intent)
@@ -125,6 +160,8 @@ class ScriptedConversation:
     def answer(self, text: str, intent: str) -> Iterator[DialogEvent]:
         """Answers a turn that passed the guardrails; also the LLM conversation's per-turn fallback."""
         resolved, reply, extra = yield from self._dispatch(text, intent)
+        if reply and self.language.current == ENGLISH_CODE:
+            reply, extra = self._in_english(reply, extra)
         if reply:
             yield from speak(self.state, reply, self.max_chars)
         if extra is not None:
@@ -133,6 +170,17 @@ class ScriptedConversation:
         escalate = self.escalation.note_outcome(self._topic(intent), resolved, self.state)
         if escalate is not None:
             yield escalate
+
+    def _in_english(self, reply: str, extra: DialogEvent | None) -> tuple[str, DialogEvent | None]:
+        english = ENGLISH.get(reply)
+        if english is None:
+            english = ENGLISH_HANDOFF
+            if extra is None or isinstance(extra, EndCall):
+                extra = self.escalation.language_support(self.state)
+        if not self._greeted_in_english:
+            self._greeted_in_english = True  # the greeting was Korean: say once who is speaking, in English
+            english = f"{ENGLISH_HELLO} {english}"
+        return english, extra
 
     def _topic(self, intent: str) -> str:
         pending = self.state.pending_intent
@@ -176,10 +224,10 @@ class ScriptedConversation:
             return True, GOODBYE, EndCall("completed")
         if intent == intents.THANKS:
             st.pending = "anything_else"
-            return True, "천만에요. 더 도와드릴 일이 있을까요?", None
+            return True, THANKS_REPLY, None
         if intent in (intents.AFFIRM, intents.DENY):
             st.pending = "anything_else" if intent == intents.DENY else None
-            reply = "네, 말씀해 주세요." if intent == intents.AFFIRM else "알겠습니다. 다른 문의가 있으신가요?"
+            reply = AFFIRM_REPLY if intent == intents.AFFIRM else DENY_REPLY
             return True, reply, None
         if intent == intents.FAQ:
             return (yield from self._faq(text))

@@ -31,6 +31,8 @@ class EspeakTts:
     """One subprocess per `synthesize`; safe to call from many threads at once."""
 
     name = NAME
+    # The voice per caller language when the config names none (Speaker reads it for English callers).
+    language_voices = {"ko": "ko", "en": "en"}
 
     def __init__(self, binary: str = "espeak-ng", speed: int = 175, pitch: int = 50, timeout_s: float = 10.0,
                  default_voice: str = "ko"):

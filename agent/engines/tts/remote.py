@@ -18,6 +18,7 @@ import httpx
 import soundfile as sf
 
 from agent.config import TtsConfig
+from agent.dialog.language import of_reply
 from agent.dialog.speakable import speakable
 from agent.engines.errors import EngineError, EngineUnavailable
 from agent.engines.tts.base import AudioChunk
@@ -133,12 +134,13 @@ class RemoteSpeaker:
         self.first_chunk_chars = first_chunk_chars
 
     def speak(self, call_id: str, utt_id: str, text: str, rate: int, *,
-              language: str = "ko") -> Iterator[SpokenChunk]:
+              language: str | None = None) -> Iterator[SpokenChunk]:
         index = 0
         pieces = split_sentences(text, self.max_chunk_chars, first_max_chars=self.first_chunk_chars)
-        voice = self.voices.get(language, self.voice)
         for n, piece in enumerate(pieces):
-            said = speakable(piece, language)  # the worker's Speaker leaves an already spoken form unchanged
+            lang = language or of_reply(piece)
+            voice = self.voices.get(lang, self.voice)
+            said = speakable(piece, lang)  # the worker's Speaker leaves an already spoken form unchanged
             for k, chunk in enumerate(self.client.speak(call_id, f"{utt_id}-{n}", said, voice, rate)):
                 # The sentence is credited to its first file: remote parts arrive without knowing which is last.
                 yield SpokenChunk(path=Path(chunk.path), text=piece if k == 0 else "", index=index,

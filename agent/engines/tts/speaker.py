@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.dialog.language import of_reply
 from agent.dialog.speakable import speakable
 from agent.engines.tts.base import AudioChunk, TtsEngine
 from agent.engines.tts.chunker import SentenceChunker, split_sentences
@@ -43,7 +44,7 @@ class Speaker:
     A streaming engine (several AudioChunks per text) gets its audio split into parts of at least
     `part_min_s` seconds, so the first part plays before the engine has finished the whole text.
     Each sentence goes to the engine in its spoken form (`speakable`); `voices` maps a language code to the
-    voice that speaks it ("en" → an English voice), `voice` is the default language's.
+    voice that speaks it ("en" → an English voice), `voice` is Korean's and any language's without one.
     """
 
     def __init__(self, engine: TtsEngine, spool: Spool, *, voice: str, max_chunk_chars: int,
@@ -55,7 +56,9 @@ class Speaker:
         self.engine = engine
         self.spool = spool
         self.voice = voice
-        self.voices = dict(voices or {})
+        # Without a map from the config, the engine's own (espeak-ng: "en"); else the one voice for all.
+        self.voices = dict(voices or getattr(engine, "language_voices", {}))
+        self.voices.pop("ko", None)  # Korean always speaks with the configured `voice`
         self.max_chunk_chars = max_chunk_chars
         self.first_chunk_chars = first_chunk_chars
         self.part_min_s = part_min_s
@@ -63,14 +66,14 @@ class Speaker:
         self._takes_call_id = "call_id" in inspect.signature(engine.synthesize).parameters
 
     def speak(self, call_id: str, utt_id: str, text: str, rate: int, *,
-              language: str = "ko") -> Iterator[SpokenChunk]:
+              language: str | None = None) -> Iterator[SpokenChunk]:
         """Splits `text` (short first chunk), then yields one SpokenChunk per written file, in order."""
         self._check(call_id, utt_id, rate)
         pieces = split_sentences(text, self.max_chunk_chars, first_max_chars=self.first_chunk_chars)
         return self._run(call_id, utt_id, pieces, rate, language)
 
     def speak_stream(self, call_id: str, utt_id: str, pieces: Iterable[str], rate: int, *,
-                     language: str = "ko") -> Iterator[SpokenChunk]:
+                     language: str | None = None) -> Iterator[SpokenChunk]:
         """Like `speak` for text that arrives over time; each piece is already a complete speakable chunk."""
         self._check(call_id, utt_id, rate)
         return self._run(call_id, utt_id, pieces, rate, language)
@@ -86,15 +89,17 @@ class Speaker:
         check_rate(rate)
 
     def _run(self, call_id: str, utt_id: str, pieces: Iterable[str], rate: int,
-             language: str) -> Iterator[SpokenChunk]:
+             language: str | None) -> Iterator[SpokenChunk]:
         index = 0
-        voice = self.voice_for(language)
         for piece in pieces:
             text = " ".join(piece.split())
             if not text:
                 continue
-            said = speakable(text, language)
-            with closing(self._synthesize(call_id, said, voice)) as parts:
+            # No language given: each sentence by its script, so a call that switched to English gets the
+            # English voice without the call session knowing about languages.
+            lang = language or of_reply(text)
+            said = speakable(text, lang)
+            with closing(self._synthesize(call_id, said, self.voice_for(lang))) as parts:
                 for audio, synth_ms, last in parts:
                     path = self.spool.write(call_id, f"{utt_id}-{index:03d}", audio, rate)
                     yield SpokenChunk(path=path, text=text if last else "", index=index,

@@ -161,3 +161,15 @@ def test_english_sentences_go_to_the_english_voice_unchanged(tmp_path: Path) -> 
     list(speaker.speak("call-1", "u1", "Your refund is 12,000 won.", 8000, language="en"))
     list(speaker.speak("call-1", "u2", "12,000원이에요.", 8000))
     assert seen == [("Your refund is 12,000 won.", "en"), ("만 이천 원이에요.", "ko")]
+
+
+def test_espeak_speaks_english_with_its_english_voice_without_any_config(tmp_path: Path) -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make system-packages)")
+    engine = EspeakTts()
+    speaker = Speaker(engine, Spool(tmp_path), voice="ko", max_chunk_chars=60)
+    assert speaker.voice_for("en") == "en" and speaker.voice_for("ko") == "ko"
+    [en] = list(speaker.speak("c", "u1", "Thank you for calling.", 8000))
+    [ko] = list(speaker.speak("c", "u2", "감사합니다.", 8000))
+    assert en.tts_text == "Thank you for calling." and ko.tts_text == "감사합니다."
+    assert en.duration_s > 0.5 and ko.duration_s > 0.3
