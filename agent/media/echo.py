@@ -17,8 +17,11 @@ MIN_DELAY_MS = 20
 MAX_DELAY_MS = 250
 # Share of the frame's energy the delayed reference must explain (corr²) to call it echo: 0.75² ≈ 56 %.
 NCC_THRESHOLD = 0.75
-# Reference quieter than this (dBFS over the window) is silence: nothing could echo.
-REF_FLOOR_DBFS = -50.0
+# Reference quieter than this (dBFS over the window) is digital silence: nothing could echo.
+REF_FLOOR_DBFS = -80.0
+# Echo is quieter than its source (the line and handset lose ≥ 6 dB): a caller frame this much louder than any
+# reference window cannot be echo. 3 dB leaves room for level differences between the two channels.
+MAX_ECHO_GAIN = 10 ** (3 / 10)
 
 
 def dbfs(pcm: np.ndarray) -> float:
@@ -68,10 +71,9 @@ class EchoGate:
         ref = history[end - self._frame - self._max_lag:end - self._min_lag]
         windows = np.cumsum(np.concatenate(([0.0], ref * ref)))
         ref_energy = windows[self._frame:] - windows[:-self._frame]
-        if ref_energy.max() / self._frame < self._floor:
-            return 0.0
+        loudest = float(ref_energy.max())
         caller_energy = float(caller @ caller)
-        if caller_energy <= 0:
+        if loudest / self._frame < self._floor or caller_energy <= 0 or caller_energy > loudest * MAX_ECHO_GAIN:
             return 0.0
         spec = np.fft.rfft(ref, self._nfft) * np.conj(np.fft.rfft(caller, self._nfft))
         corr = np.fft.irfft(spec, self._nfft)[:ref_energy.size]

@@ -1,9 +1,10 @@
 """End-of-speech detection: a pure QUIET → STARTING → SPEAKING state machine over per-frame VAD decisions.
 
 Time is passed in (stream seconds of each frame's start), so the same audio always gives the same events.
-When the turn ends inside SPEAKING is up to agent.media.turn_end: at `pause_ms` of silence the endpointer
-emits SpeechPaused; whoever drives it reads the transcript so far (and the audio model) and hands the result
-back with `set_signals` before pushing the next frame, and every later silent frame asks the policy again.
+When the turn ends inside SPEAKING is up to agent.media.turn_end: at `sentence_end_ms` and `audio_model_ms` of
+silence the endpointer emits a TurnCheck; whoever drives it reads the transcript so far (and the audio model)
+and hands the result back with `set_signals` before pushing the next frame, and every silent frame asks the
+policy again. (The check is not at `pause_ms`: a streaming decoder's partial lags the audio by a few frames.)
 """
 
 from __future__ import annotations
@@ -71,14 +72,23 @@ class SpeechContinuing:
 
 @dataclass(frozen=True)
 class SpeechPaused:
-    """Silence reached `pause_ms` inside an utterance. The driver should read the turn signals now and hand
-    them to `Endpointer.set_signals` before the next frame. `pcm` is the utterance audio up to the last voiced
-    frame plus the trailing pad (the audio model's input)."""
+    """Silence reached `pause_ms` inside an utterance (the caller may be done, or only hesitating)."""
 
     utterance: int
     at: float  # when the pause was reached
-    end: float  # end of the last voiced frame
     voiced_ms: int
+
+
+@dataclass(frozen=True)
+class TurnCheck:
+    """Silence reached a turn-check point. The driver should read the turn signals now and hand them to
+    `Endpointer.set_signals` before the next frame. `pcm` is the utterance audio up to the last voiced frame
+    plus the trailing pad (the audio model's input)."""
+
+    utterance: int
+    at: float
+    silence_ms: int
+    end: float  # end of the last voiced frame
     audio_start: float
     pcm: bytes = field(repr=False)
 
@@ -125,7 +135,7 @@ class SpeculativePause:
     pcm: bytes
 
 
-Event = (SpeechOnset | SpeechDropped | SpeechStarted | SpeechContinuing | SpeechPaused | SpeechResumed
+Event = (SpeechOnset | SpeechDropped | SpeechStarted | SpeechContinuing | SpeechPaused | TurnCheck | SpeechResumed
          | SpeculativePause | SpeechEnded)
 
 
@@ -144,6 +154,7 @@ class Endpointer:
         self._confirm_frames = max(self._min_frames, math.ceil(cfg.barge_in_confirm_ms / frame_ms))
         self._pause_frames = max(1, math.ceil(cfg.pause_ms / frame_ms))
         self._policy = policy or TurnEndPolicy(cfg)
+        self._check_frames = {max(1, math.ceil(ms / frame_ms)) for ms in self._policy.check_points_ms()}
         self._max_frames = max(1, round(cfg.max_utterance_s * 1000 / frame_ms))
         self._gap_frames = max(1, math.ceil(start_gap_ms / frame_ms))
         self._trail_frames = trailing_pad_ms // frame_ms
@@ -160,6 +171,7 @@ class Endpointer:
         self._gap = 0
         self._last_voiced_idx = 0
         self._paused = False  # a SpeechPaused went out since the last voiced frame
+        self._checked = False  # a TurnCheck went out since the last voiced frame
         self._signals = NO_SIGNALS
 
     @property
@@ -183,7 +195,7 @@ class Endpointer:
         if voiced:
             self._voiced += 1
             resumed = self._paused
-            self._gap, self._paused, self._signals = 0, False, NO_SIGNALS
+            self._gap, self._paused, self._checked, self._signals = 0, False, False, NO_SIGNALS
             self._last_voiced_idx = len(self._buf) - 1
         else:
             self._gap += 1
@@ -204,7 +216,10 @@ class Endpointer:
                 events.append(self._speculative())
             if self._gap == self._pause_frames:
                 self._paused = True
-                events.append(self._pause(now))
+                events.append(SpeechPaused(self._utterance, now, self._voiced * self._frame_ms))
+            if self._gap in self._check_frames:
+                self._checked = True
+                events.append(self._check(now))
             ended = self._policy.decide(self._gap * self._frame_ms, self._signals)
             if ended is not None:
                 return [*events, self._finish(now, ended)]
@@ -213,9 +228,9 @@ class Endpointer:
         return events
 
     def set_signals(self, utterance: int, signals: TurnSignals, now: float) -> list[Event]:
-        """The turn signals read at this utterance's SpeechPaused; the turn may end on them at once (`now` is
+        """The turn signals read at this utterance's TurnCheck; the turn may end on them at once (`now` is
         the end of the last frame pushed). Ignored once the caller spoke again or the utterance ended."""
-        if self._state is not State.SPEAKING or utterance != self._utterance or not self._paused:
+        if self._state is not State.SPEAKING or utterance != self._utterance or not self._checked:
             return []
         self._signals = signals
         ended = self._policy.decide(self._gap * self._frame_ms, signals)
@@ -238,7 +253,7 @@ class Endpointer:
         self._onset_t = t
         self._voiced = 1
         self._gap = 0
-        self._paused, self._signals = False, NO_SIGNALS
+        self._paused, self._checked, self._signals = False, False, NO_SIGNALS
         self._last_voiced_idx = self._onset_idx
 
     def _maybe_confirm(self, t: float) -> list[Event]:
@@ -276,12 +291,12 @@ class Endpointer:
             pcm=b"".join(f for _, f in self._buf[:self._cut()]),
         )
 
-    def _pause(self, now: float) -> SpeechPaused:
-        return SpeechPaused(
+    def _check(self, now: float) -> TurnCheck:
+        return TurnCheck(
             utterance=self._utterance,
             at=now,
+            silence_ms=self._gap * self._frame_ms,
             end=self._last_voiced_end(),
-            voiced_ms=self._voiced * self._frame_ms,
             audio_start=self._buf[0][0],
             pcm=b"".join(f for _, f in self._buf[:self._cut()]),
         )
@@ -298,7 +313,7 @@ class Endpointer:
             eot=eot,
         )
         self._state = State.QUIET
-        self._paused, self._signals = False, NO_SIGNALS
+        self._paused, self._checked, self._signals = False, False, NO_SIGNALS
         # Silence after the cut may pad the next onset; after a forced end the tail is speech already sent.
         if eot.reason != "forced":
             self._pre.extend(self._buf[cut:])

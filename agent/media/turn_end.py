@@ -60,9 +60,17 @@ class TurnEndPolicy:
         self.threshold = cfg.smart_turn_threshold
         self.veto = cfg.smart_turn_veto
 
-    def needs_audio_model(self, signals: TurnSignals) -> bool:
-        """Whether a Smart Turn score could change the decision (it cannot when the text is clearly open)."""
-        return self.use_smart_turn and signals.sentence_end is not False
+    def check_points_ms(self) -> tuple[int, ...]:
+        """Silences at which the signals are (re)read: the fast path, then the audio model's point, where a
+        streaming decoder has also caught up with a sentence ending it had not finished decoding."""
+        return tuple(ms for ms in (self.sentence_end_ms, self.audio_model_ms) if ms < self.fallback_ms)
+
+    def needs_audio_model(self, signals: TurnSignals, silence_ms: int) -> bool:
+        """Whether a Smart Turn score read now could change the decision: as a veto on a sentence-final
+        transcript, or alone once `audio_model_ms` is reached; never when the transcript is clearly open."""
+        if not self.use_smart_turn:
+            return False
+        return signals.sentence_end is True or (signals.sentence_end is None and silence_ms >= self.audio_model_ms)
 
     def decide(self, silence_ms: int, signals: TurnSignals) -> TurnEnd | None:
         """The turn end after `silence_ms` of silence, or None to keep listening."""

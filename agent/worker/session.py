@@ -34,6 +34,7 @@ from agent.media.endpointing import (
     SpeechPaused,
     SpeechResumed,
     SpeechStarted,
+    TurnCheck,
 )
 from agent.media.turn_end import TurnSignals
 from agent.worker.live import LiveDecoder, LiveFrame
@@ -148,7 +149,7 @@ class CallSession:
                 # The stream waits here: read the turn signals, then let it go on (it may end the turn now).
                 pending.extend(await self._resolve(event))
 
-    async def _resolve(self, event: SpeechPaused) -> list[Event | LiveFrame]:
+    async def _resolve(self, event: TurnCheck) -> list[Event | LiveFrame]:
         signals = await self._turn_signals(event)
         if signals.sentence_end and signals.text and self._previewed != event.utterance:
             self._previewed = event.utterance
@@ -193,6 +194,8 @@ class CallSession:
             await self._send(proto.speech_continuing(event.utterance, event.at, event.voiced_ms))
         elif isinstance(event, SpeechPaused):
             await self._send(proto.speech_paused(event.utterance, event.at, event.voiced_ms))
+        elif isinstance(event, TurnCheck):
+            pass  # the stream holds on it; _handle reads the signals
         elif isinstance(event, SpeechResumed):
             if self._previewed == event.utterance:
                 self._previewed = 0
@@ -220,7 +223,7 @@ class CallSession:
             speculative = self._take_speculative(event)
         self._queue.put_nowait((event, injection, speculative))
 
-    async def _turn_signals(self, event: SpeechPaused) -> TurnSignals:
+    async def _turn_signals(self, event: TurnCheck) -> TurnSignals:
         """The transcript so far (live decoder, speculative pass or injected text) and, where it can change
         the decision, the Smart Turn score of the audio up to this pause."""
         text: str | None = self._injection
@@ -237,7 +240,7 @@ class CallSession:
                 except Exception as exc:  # a slow or failed pass only costs the fast path
                     log.debug("call %s: no transcript at the pause: %r", self.meta.call_id, exc)
         signals = TurnSignals(text=text)
-        if not self._use_smart_turn or not self._stream.policy.needs_audio_model(signals):
+        if not self._use_smart_turn or not self._stream.policy.needs_audio_model(signals, event.silence_ms):
             return signals
         try:
             score = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(

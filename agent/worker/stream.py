@@ -1,6 +1,6 @@
 """The synchronous audio side of one forked call: L16 bytes → 20 ms frames → VAD (+ echo gate) → endpointer.
 
-No I/O and no clock: time is samples / rate. At each SpeechPaused the stream HOLDS (keeps later frames in a
+No I/O and no clock: time is samples / rate. At each TurnCheck the stream HOLDS (keeps later frames in a
 backlog) until the driver reads the turn signals and calls `resolve`, so the end-of-turn decision depends on
 the audio alone, not on how fast the transcript came back.
 """
@@ -14,7 +14,7 @@ from agent.config import VadConfig
 from agent.media import endpointing
 from agent.media import fork_protocol as proto
 from agent.media.echo import EchoGate, split_stereo
-from agent.media.endpointing import Endpointer, Event, SpeechPaused, SpeechStarted
+from agent.media.endpointing import Endpointer, Event, SpeechStarted, TurnCheck
 from agent.media.turn_end import NO_SIGNALS, TurnEndPolicy, TurnSignals
 from agent.media.vad import FRAME_MS, Vad, WebRtcVad, frame_bytes
 from agent.worker.live import LiveFrame
@@ -29,7 +29,7 @@ class StreamStats(Protocol):
 
 
 class CallStream:
-    """Feed binary messages with `feed`; handle the events; after a SpeechPaused call `resolve`."""
+    """Feed binary messages with `feed`; handle the events; after a TurnCheck call `resolve`."""
 
     def __init__(self, rate: int, vad_cfg: VadConfig, stats: StreamStats, *, vad: Vad | None = None,
                  live: bool = False, channels: int = 1, hold: bool = False):
@@ -47,7 +47,7 @@ class CallStream:
         self._frame_samples = rate * FRAME_MS // 1000
         self._samples = 0
         self._backlog: deque[bytes] = deque()
-        self._held: SpeechPaused | None = None
+        self._held: TurnCheck | None = None
         self._caller: list[bytes] = []
 
     @property
@@ -56,8 +56,8 @@ class CallStream:
         return self._samples / self.rate
 
     @property
-    def held(self) -> SpeechPaused | None:
-        """The pause the stream waits at, or None."""
+    def held(self) -> TurnCheck | None:
+        """The turn check the stream waits at, or None."""
         return self._held
 
     @property
@@ -79,7 +79,7 @@ class CallStream:
         return self._drain()
 
     def resolve(self, signals: TurnSignals) -> list[Event | LiveFrame]:
-        """The turn signals read at the held pause; the turn may end on them, then later frames run."""
+        """The turn signals read at the held check; the turn may end on them, then later frames run."""
         held, self._held = self._held, None
         events: list[Event | LiveFrame] = []
         if held is not None:
@@ -114,7 +114,7 @@ class CallStream:
                 events.append(LiveFrame(caller))  # SpeechStarted carries its own audio
             events.extend(found)
             if self._hold and speaking:
-                self._held = next((e for e in found if isinstance(e, SpeechPaused)), None)
+                self._held = next((e for e in found if isinstance(e, TurnCheck)), None)
         return events
 
     def _split(self, frame: bytes) -> bytes:

@@ -19,6 +19,7 @@ from agent.media.endpointing import (
     SpeechResumed,
     SpeechStarted,
     State,
+    TurnCheck,
 )
 from agent.media.turn_end import TurnSignals
 from agent.media.vad import WebRtcVad, frame_bytes
@@ -37,7 +38,7 @@ def index_of(pcm_frame: bytes) -> int:
 
 
 # Barge-in, pause and speculative-ASR hints, not turn events.
-HINTS = (SpeechOnset, SpeculativePause, SpeechPaused, SpeechContinuing, SpeechResumed, SpeechDropped)
+HINTS = (SpeechOnset, SpeculativePause, SpeechPaused, TurnCheck, SpeechContinuing, SpeechResumed, SpeechDropped)
 
 
 def cfg(**kw: object) -> VadConfig:
@@ -242,44 +243,48 @@ def test_pause_continuing_and_resumed_mark_the_utterance_as_it_goes():
     ep = Endpointer(cfg())
     events = run(ep, "1" * 30 + "0" * 12 + "1" * 5 + "0" * 9, hints=True)
     kinds = [(i, type(e).__name__) for i, e in events if not isinstance(e, (SpeechOnset, SpeculativePause))]
-    # 500 ms voiced → continuing; 200 ms of silence → paused; voice again → resumed; a short gap pauses nothing.
-    assert kinds == [(14, "SpeechStarted"), (24, "SpeechContinuing"), (39, "SpeechPaused"), (42, "SpeechResumed")]
-    paused = events[[type(e) for _, e in events].index(SpeechPaused)][1]
-    assert paused.voiced_ms == 600 and paused.at == pytest.approx(40 * F) and paused.end == pytest.approx(30 * F)
-    assert frames_in(paused.pcm) == list(range(40))  # speech + the 200 ms trailing pad
+    # 500 ms voiced → continuing; 200 ms silence → paused; 240 ms → turn check; voice again → resumed.
+    assert kinds == [(14, "SpeechStarted"), (24, "SpeechContinuing"), (39, "SpeechPaused"), (41, "TurnCheck"),
+                     (42, "SpeechResumed")]
+    by_kind = {type(e): e for _, e in events}
+    assert by_kind[SpeechPaused] == SpeechPaused(1, pytest.approx(40 * F), 600)
+    check = by_kind[TurnCheck]
+    assert (check.silence_ms, check.at, check.end) == (240, pytest.approx(42 * F), pytest.approx(30 * F))
+    assert frames_in(check.pcm) == list(range(40))  # speech + the 200 ms trailing pad
+
+
+def test_turn_checks_come_at_the_short_silence_and_at_the_audio_model_point():
+    ep = Endpointer(cfg(end_silence_ms=900))
+    checks = [(i, e.silence_ms) for i, e in run(ep, "1" * 30 + "0" * 45, hints=True) if isinstance(e, TurnCheck)]
+    assert checks == [(41, 240), (54, 500)]
 
 
 def test_a_sentence_final_transcript_ends_the_turn_after_the_short_silence():
     ep = Endpointer(cfg(end_silence_ms=900, smart_turn=False))
-    events = run(ep, "1" * 30 + "0" * 10, hints=True)
-    assert isinstance(events[-1][1], SpeechPaused)
-    assert ep.set_signals(1, TurnSignals(text="배송 조회해 주세요"), 40 * F) == []  # 200 ms < 240 ms
-    [(i, ended)] = run(ep, "0" * 2, start=40)
-    assert i == 41 and isinstance(ended, SpeechEnded)
+    events = run(ep, "1" * 30 + "0" * 12, hints=True)
+    assert isinstance(events[-1][1], TurnCheck)
+    [ended] = ep.set_signals(1, TurnSignals(text="배송 조회해 주세요"), 42 * F)
+    assert isinstance(ended, SpeechEnded) and ep.state is State.QUIET
     assert ended.eos_wait_ms == 240 and ended.eot.as_dict() == {
         "reason": "sentence_end", "silence_ms": 240, "sentence_end": True, "smart_turn": None}
 
 
 def test_an_open_transcript_waits_for_the_fallback_and_voice_clears_the_signals():
     ep = Endpointer(cfg(end_silence_ms=900, smart_turn=False))
-    run(ep, "1" * 30 + "0" * 10)
-    ep.set_signals(1, TurnSignals(text="주문 번호 는"), 40 * F)
-    assert run(ep, "0" * 34, start=40) == []
+    run(ep, "1" * 30 + "0" * 12)
+    assert ep.set_signals(1, TurnSignals(text="주문 번호 는"), 42 * F) == []
+    assert run(ep, "0" * 32, start=42) == []
     [(i, ended)] = run(ep, "0", start=74)
     assert i == 74 and ended.eot.reason == "silence" and ended.eot.sentence_end is False
-    # Signals read at a pause do not outlive it: after more voice, the old "sentence end" is gone.
+    # Signals read at a check do not outlive it: after more voice, the old "sentence end" is gone.
     ep = Endpointer(cfg(end_silence_ms=900, smart_turn=False))
-    run(ep, "1" * 30 + "0" * 10)
-    ep.set_signals(1, TurnSignals(text="네 맞아요"), 40 * F)
-    run(ep, "1" * 5 + "0" * 9, start=40)  # voice resumes at frame 40: the turn goes on
-    assert [e for _, e in run(ep, "0" * 10, start=54) if isinstance(e, SpeechEnded)] == []
+    run(ep, "1" * 30 + "0" * 12)
+    ep.set_signals(1, TurnSignals(text="네 맞아요", smart_turn=0.2), 42 * F)
+    run(ep, "1" * 5 + "0" * 9, start=42)
+    assert [e for _, e in run(ep, "0" * 10, start=56) if isinstance(e, SpeechEnded)] == []
 
 
-def test_signals_can_end_the_turn_at_once_but_not_after_the_pause_is_over():
-    ep = Endpointer(cfg(smart_turn=False, sentence_end_ms=200))
-    run(ep, "1" * 30 + "0" * 10)
-    [ended] = ep.set_signals(1, TurnSignals(text="네"), 40 * F)
-    assert ended.eos_wait_ms == 200 and ended.eot.reason == "sentence_end" and ep.state is State.QUIET
-    ep = Endpointer(cfg(smart_turn=False, sentence_end_ms=200))
-    run(ep, "1" * 30 + "0" * 10 + "1")
-    assert ep.set_signals(1, TurnSignals(text="네"), 41 * F) == [] and ep.state is State.SPEAKING
+def test_signals_are_ignored_once_the_caller_spoke_again():
+    ep = Endpointer(cfg(smart_turn=False))
+    run(ep, "1" * 30 + "0" * 12 + "1")
+    assert ep.set_signals(1, TurnSignals(text="네"), 43 * F) == [] and ep.state is State.SPEAKING

@@ -90,6 +90,7 @@ def policy(**kw: object) -> TurnEndPolicy:
 
 def test_sentence_end_ends_after_the_short_silence_only():
     p, s = policy(), TurnSignals(text="배송 조회해 주세요", smart_turn=0.93)
+    assert p.check_points_ms() == (240, 500) and p.needs_audio_model(s, 240)
     assert p.decide(220, s) is None
     end = p.decide(240, s)
     assert end is not None and end.as_dict() == {"reason": "sentence_end", "silence_ms": 240,
@@ -98,7 +99,7 @@ def test_sentence_end_ends_after_the_short_silence_only():
 
 def test_an_open_transcript_waits_for_the_fallback_whatever_the_audio_model_says():
     p, s = policy(), TurnSignals(text="주문 번호 는", smart_turn=0.999)
-    assert not p.needs_audio_model(s)
+    assert not p.needs_audio_model(s, 500)
     assert [p.decide(ms, s) for ms in (240, 500, 880)] == [None, None, None]
     assert p.decide(900, s).reason == "silence"
 
@@ -112,7 +113,8 @@ def test_a_low_audio_score_vetoes_the_fast_path():
 def test_the_audio_model_alone_needs_a_calibrated_high_score_and_more_silence():
     p = policy()
     unknown = TurnSignals(text="김 전 장관", smart_turn=0.97)  # a typical mid-sentence score on Korean
-    assert p.needs_audio_model(unknown) and p.decide(880, unknown) is None
+    assert not p.needs_audio_model(unknown, 240) and p.needs_audio_model(unknown, 500)
+    assert p.decide(880, unknown) is None
     sure = TurnSignals(text="김 전 장관", smart_turn=0.99)
     assert p.decide(480, sure) is None and p.decide(500, sure).reason == "audio_model"
     assert p.decide(500, TurnSignals(smart_turn=0.99)).reason == "audio_model"  # no transcript at all
@@ -120,7 +122,7 @@ def test_the_audio_model_alone_needs_a_calibrated_high_score_and_more_silence():
 
 def test_smart_turn_off_ignores_scores_and_no_signals_means_fallback():
     p = policy(smart_turn=False)
-    assert not p.needs_audio_model(TurnSignals(text="동료"))
+    assert not p.needs_audio_model(TurnSignals(text="네"), 240)
     assert p.decide(600, TurnSignals(text="동료", smart_turn=0.999)) is None
     assert p.decide(240, TurnSignals(text="네", smart_turn=0.01)).reason == "sentence_end"
     end = p.decide(900, TurnSignals())
