@@ -265,11 +265,15 @@ def export_recording(db: Database, call_id: str, keyring: Keyring, out: Path) ->
     return Path(out)
 
 
-def make_sealer(keyring: Keyring, db: Database | None) -> Callable[[str, Path], None]:
-    """What the controller calls when a call ends: `sealer(call_id, wav_path)`."""
+def make_sealer(keyring: Keyring, db: Database | None,
+                flush: Callable[[], object] | None = None) -> Callable[[str, Path], None]:
+    """What the controller calls when a call ends: `sealer(call_id, wav_path)`. `flush` (the call store's)
+    runs first, so the call's recording_masked/unmasked events are in the database to give the spans."""
     keyring.sealing_key()  # no key → fail at start-up, not after the first call
 
     def seal(call_id: str, path: Path) -> None:
+        if flush is not None:
+            flush()
         seal_recording(path, call_id, keyring, db)
 
     return seal

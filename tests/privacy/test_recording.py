@@ -195,3 +195,27 @@ def test_spans_from_events() -> None:
     events = [("recording_started", t0), ("recording_masked", t0 + timedelta(seconds=2)),
               ("recording_unmasked", t0 + timedelta(seconds=5)), ("recording_masked", t0 + timedelta(seconds=9))]
     assert recording.spans_from_events(events, 12.0) == [(2.0, 5.0), (9.0, 12.0)]
+
+
+def test_sealer_takes_the_pci_pause_from_the_calls_own_events(setup) -> None:
+    """The controller's Recorder writes recording_masked/unmasked through the call record; the sealer flushes
+    the store first, so the pause is in the recordings row even when the call ended a moment ago."""
+    from agent.call.channel import ChannelInfo
+    from agent.call.record import CallRecord
+    from agent.store.calls import CallStore
+
+    db, rec_dir, _ = setup
+    store = CallStore(db, rec_dir.parent / "spool")
+    record = CallRecord(store, ChannelInfo(uuid="live-1", caller="01055550000"))
+    for kind in ("recording_started", "recording_masked", "recording_unmasked", "recording_stopped"):
+        record.event(kind)
+    record.end("caller_hangup")
+    write_wav(rec_dir / "live-1.wav", 0.5)
+    seal = recording.make_sealer(Keyring.of(KEY), db, flush=store.flush)
+    seal("live-1", rec_dir / "live-1.wav")
+    store.close()
+    with db.connection() as conn:
+        row = conn.execute("SELECT masked_spans FROM recordings WHERE call_id = 'live-1'").fetchone()
+    assert len(row["masked_spans"]) == 1
+    start, end = row["masked_spans"][0]
+    assert 0 <= start <= end
