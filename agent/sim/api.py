@@ -6,11 +6,12 @@ api_exec(). Unknown commands answer `-ERR <cmd> Command not found!\\n`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agent.sim.executor import PrivateEvent
-from agent.sim.fsutil import separate_string, words
+from agent.sim.fsutil import atoi, separate_string, words
 
 if TYPE_CHECKING:
     from agent.sim.channel import Channel
@@ -27,6 +28,8 @@ FORK_USAGE = ("-USAGE: <uuid> [start | stop | send_text | pause | resume | grace
               "[wss-url | path] [mono | mixed | stereo] [8000 | 16000 | 24000 | 32000 | 64000] "
               "[bugname] [metadata]\n")
 NO_CHANNEL = "-ERR No such channel!\n"
+FILEMAN_USAGE = "-USAGE: <uuid> <cmd>:<val>\n"
+RECORD_USAGE = "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
 FORK_OK, FORK_FAILED = "+OK Success\n", "-ERR Operation Failed\n"
 DEFAULT_BUG = "audio_fork"
 # Hangup causes and their Q.850 codes (switch_channel_cause_q850 reports 16 for FreeSWITCH-only causes).
@@ -233,7 +236,52 @@ def uuid_audio_fork(listener: OutboundListener, arg: str | None) -> str:
     return FORK_OK if ch.start_fork(bug, argv[2], mix, rate, metadata) else FORK_FAILED
 
 
+def uuid_fileman(listener: OutboundListener, arg: str | None) -> str:
+    """switch_ivr_process_fh on the playing file: pause toggles, volume/seek/restart/stop (§10)."""
+    argv = separate_string(arg or "", " ", 4)
+    if len(argv) < 2 or not argv[0]:
+        return FILEMAN_USAGE
+    ch = _locate(listener, argv[0])
+    if ch is None:
+        return NO_CHANNEL
+    po = ch.executor.file_handle
+    if po is None:
+        return "-ERR No file handle!\n"
+    po.command(argv[1])
+    heard = ch.log.heard[-1] if ch.log.heard else None
+    if heard is not None and heard.segments is po.segments:
+        heard.fileman.append((time.monotonic(), argv[1]))
+    ch.executor.wake()
+    ch.notify()
+    return "+OK\n"
+
+
+def uuid_record(listener: OutboundListener, arg: str | None) -> str:
+    """`<uuid> start|stop|mask|unmask <path> [<limit>]` (mod_commands session_record_function)."""
+    argv = separate_string(arg or "", " ", 5)
+    if len(argv) < 3 or not argv[0]:
+        return RECORD_USAGE
+    ch = _locate(listener, argv[0])
+    if ch is None:
+        return "-ERR Cannot locate session!\n"
+    action, path = argv[1].lower(), argv[2]
+    if action == "start":
+        limit = atoi(argv[3]) if len(argv) > 3 else 0
+        return "+OK Success\n" if ch.recorder.start(path, limit) else "-ERR Cannot record session!\n"
+    if action == "stop":
+        return "+OK Success\n" if ch.recorder.stop(path) else "-ERR Cannot stop record session!\n"
+    if action in ("mask", "unmask"):
+        ok = ch.recorder.mask(path, action == "mask")
+        return "+OK Success\n" if ok else f"-ERR Cannot {action} recording session!\n"
+    if action in ("pause", "resume"):
+        ok = ch.recorder.mask(path, action == "pause", pause=True)
+        return "+OK Success\n" if ok else f"-ERR Cannot {action} recording session!\n"
+    return RECORD_USAGE
+
+
 _APIS: dict[str, Callable[[OutboundListener, str | None], str]] = {
+    "uuid_fileman": uuid_fileman,
+    "uuid_record": uuid_record,
     "uuid_broadcast": uuid_broadcast,
     "uuid_break": uuid_break,
     "uuid_transfer": uuid_transfer,

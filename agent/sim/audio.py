@@ -1,7 +1,8 @@
-"""Caller-side audio for the simulator: load, narrowband (PCMU) channel, resample, voiced region, espeak.
+"""Caller-side audio for the simulator: load, the phone channel's codec, resample, voiced region, espeak.
 
-A real caller reaches FreeSWITCH as 8 kHz G.711 μ-law (Channel-Read-Codec PCMU, freeswitch.md §9), and
-mod_audio_fork resamples that to the fork rate; `render` reproduces the band limit and the μ-law grain.
+A real caller reaches FreeSWITCH as 8 kHz G.711 μ-law or A-law (PCMU/PCMA, freeswitch.md §9) or 16 kHz
+G.722, and mod_audio_fork resamples that to the fork rate; `render` reproduces the band limit and the
+G.711 grain (G.722's own coding noise is not modelled, only its 16 kHz band).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import soundfile as sf
 import soxr
 
 CHANNEL_RATE = 8000
+CODEC_RATES = {"PCMU": 8000, "PCMA": 8000, "G722": 16000}
 VOICED_DBFS = -40.0
 ESPEAK_TIMEOUT_S = 20.0
 RAW_RATES = {".r8": 8000, ".raw": 8000, ".r16": 16000, ".r24": 24000, ".r32": 32000}
@@ -59,14 +61,30 @@ def mulaw_roundtrip(x: np.ndarray) -> np.ndarray:
     return (np.where(sign, -decoded, decoded) / 32768.0).astype(np.float32)
 
 
-def render(x: np.ndarray, rate: int, out_rate: int, *, narrowband: bool) -> np.ndarray:
-    """Caller audio as the fork sends it: int16 at `out_rate`, through the 8 kHz PCMU channel if asked."""
+def alaw_roundtrip(x: np.ndarray) -> np.ndarray:
+    """G.711 A-law encode + decode (the PCMA codec grain), float32 in and out."""
+    pcm = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int32) >> 3
+    sign = pcm < 0
+    mag = np.where(sign, -pcm - 1, pcm)
+    seg = np.clip(np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 4, 0, 7)
+    seg = np.where(mag < 32, 0, seg)
+    mant = np.where(seg == 0, mag >> 1, (mag >> np.maximum(seg, 1)) & 0x0F)
+    decoded = np.where(seg == 0, (mant << 1) + 1, ((mant << 1) + 33) << np.maximum(seg - 1, 0))
+    return (np.where(sign, -decoded, decoded) * 8 / 32768.0).astype(np.float32)
+
+
+def render(x: np.ndarray, rate: int, out_rate: int, *, codec: str | None) -> np.ndarray:
+    """Caller audio as the fork sends it: int16 at `out_rate`, through the call's codec (None: no channel)."""
     y = x
-    if narrowband:
-        if rate != CHANNEL_RATE:
-            y = soxr.resample(y, rate, CHANNEL_RATE, quality="HQ")
-        y = mulaw_roundtrip(y)
-        rate = CHANNEL_RATE
+    if codec is not None:
+        channel_rate = CODEC_RATES[codec]
+        if rate != channel_rate:
+            y = soxr.resample(y, rate, channel_rate, quality="HQ")
+        if codec == "PCMU":
+            y = mulaw_roundtrip(y)
+        elif codec == "PCMA":
+            y = alaw_roundtrip(y)
+        rate = channel_rate
     if rate != out_rate:
         y = soxr.resample(y, rate, out_rate, quality="HQ")
     return np.clip(np.round(y * 32767.0), -32768, 32767).astype("<i2")

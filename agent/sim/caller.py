@@ -19,6 +19,7 @@ import numpy as np
 
 from agent.sim.audio import AudioError, espeak_wav, load_mono
 from agent.sim.channel import Channel
+from agent.sim.dtmf import tones as inband_tones
 from agent.sim.log import Utterance
 from agent.sim.scenario import (
     BargeIn,
@@ -97,6 +98,10 @@ class Caller:
             elif step.path is not None:
                 audio, rate = load_mono(step.path)
                 await self._speak(audio, rate, text=None, path=step.path, inject=None, barge_in=True)
+        elif isinstance(step, Dtmf) and step.inband:
+            self._require_call()
+            rate = self.ch.codec_rate
+            await self._speak(inband_tones(step.digits, rate), rate, text=None, path=None, inject=None)
         elif isinstance(step, Dtmf):
             for i, digit in enumerate(step.digits):
                 if i:

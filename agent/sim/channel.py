@@ -14,15 +14,20 @@ import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from agent.sim.api import Q850, str2cause
+from agent.sim.audio import CODEC_RATES
 from agent.sim.callflow import DIALPLAN_APPS, run_dialplan
 from agent.sim.dialplan import expand
+from agent.sim.dtmf import InbandDetector
 from agent.sim.executor import Executor
 from agent.sim.fork import ForkBug
 from agent.sim.listener import OutboundListener
 from agent.sim.log import CallLog, ForkLog, Transfer
-from agent.sim.media import Mouth
+from agent.sim.media import EchoLine, Mouth, packet_bytes
 from agent.sim.notify import Notifier
+from agent.sim.recorder import Recorder
 
 if TYPE_CHECKING:
     from agent.sim.freeswitch import FreeSwitchSim
@@ -55,12 +60,19 @@ class Channel:
         self.in_dialplan = self.in_queue = False
         self.socket_data = ""
         self.script_variables = dict(script.variables)
+        self.codec = script.codec
+        self.codec_rate = CODEC_RATES[script.codec]
         self.variables = self._initial_variables(script.variables)
         self.executor = Executor(self, extra_apps=DIALPLAN_APPS)
+        self.recorder = Recorder(self)
         self.reader: asyncio.Task[None] | None = None
         self.bugs: dict[str, ForkBug] = {}
         self._all_bugs: list[ForkBug] = []
-        self.mouth = Mouth(speed=sim.speed, narrowband=sim.narrowband, deliver=self._deliver_packet,
+        self.echo = script.echo
+        self._lines: dict[int, EchoLine] = {}
+        self.inband_dtmf: InbandDetector | None = None     # start_dtmf's media bug
+        self.mouth = Mouth(speed=sim.speed, codec=script.codec if sim.narrowband else None,
+                           deliver=self._deliver_packet,
                            rates=lambda: [b.rate for b in self.bugs.values()], on_done=self.notify)
         self.listener: OutboundListener | None = None
         self.playback_starts = 0
@@ -115,9 +127,10 @@ class Channel:
             "sip_from_user": self.caller, "sip_from_uri": f"{self.caller}@127.0.0.1",
             "sip_to_user": self.destination, "sip_req_user": self.destination,
             "sip_call_id": f"{uuidlib.uuid4().hex}@127.0.0.1", "sip_network_ip": "127.0.0.1",
-            "channel_name": self.name, "call_uuid": self.uuid, "read_codec": "PCMU", "read_rate": "8000",
-            "original_read_codec": "PCMU", "original_read_rate": "8000", "write_codec": "PCMU",
-            "write_rate": "8000", "dialplan": "XML", "context": "public",
+            "channel_name": self.name, "call_uuid": self.uuid, "read_codec": self.codec,
+            "read_rate": str(self.codec_rate), "original_read_codec": self.codec,
+            "original_read_rate": str(self.codec_rate), "write_codec": self.codec,
+            "write_rate": str(self.codec_rate), "dialplan": "XML", "context": "public",
             "ai_did": self.destination, "playback_terminators": "none",
             "caller_id_number": self.caller, "domain_name": self.sim.dialplan.globals.get("domain_name", ""),
             "socket_host": host,
@@ -153,9 +166,10 @@ class Channel:
                 ("Answer-State", self.answer_state)]
         if self.hangup_cause:
             data.append(("Hangup-Cause", self.hangup_cause))
-        data += [("Channel-Read-Codec-Name", "PCMU"), ("Channel-Read-Codec-Rate", "8000"),
-                 ("Channel-Read-Codec-Bit-Rate", "64000"), ("Channel-Write-Codec-Name", "PCMU"),
-                 ("Channel-Write-Codec-Rate", "8000"), ("Channel-Write-Codec-Bit-Rate", "64000")]
+        rate = str(self.codec_rate)
+        data += [("Channel-Read-Codec-Name", self.codec), ("Channel-Read-Codec-Rate", rate),
+                 ("Channel-Read-Codec-Bit-Rate", "64000"), ("Channel-Write-Codec-Name", self.codec),
+                 ("Channel-Write-Codec-Rate", rate), ("Channel-Write-Codec-Bit-Rate", "64000")]
         return data + self._profile("Caller")
 
     def connect_reply_headers(self) -> list[tuple[str, str]]:
@@ -243,10 +257,11 @@ class Channel:
         self.notify()
         return True
 
-    def dtmf(self, digit: str) -> None:
-        """An RFC 2833 digit from the caller: DTMF event (no variable_*); may end playback (§4)."""
+    def dtmf(self, digit: str, source: str = "RTP") -> None:
+        """A digit from the caller (RFC 2833, or in-band once start_dtmf runs): DTMF event (no variable_*);
+        may end playback (§4)."""
         self.log.dtmf.append((time.monotonic(), digit))
-        self.fire("DTMF", [("DTMF-Digit", digit), ("DTMF-Duration", "2000"), ("DTMF-Source", "RTP")])
+        self.fire("DTMF", [("DTMF-Digit", digit), ("DTMF-Duration", "2000"), ("DTMF-Source", source)])
         self.notify()
         terminators = self.variables.get("playback_terminators", "*")
         if terminators.lower() == "any":
@@ -265,12 +280,11 @@ class Channel:
         """start_capture: duplicate bug or no rate → failure; otherwise pre-answer and connect."""
         if bugname in self.bugs or rate <= 0 or not self.pre_answer():
             return False
-        if mix != "mono":
-            self.note(f"fork mix {mix!r}: only the caller's audio is simulated (the write leg is silent)")
         log = ForkLog(bugname=bugname, url=uri, rate=rate, metadata=metadata)
         self.log.forks.append(log)
         bug = ForkBug(uuid=self.uuid, bugname=bugname, uri=uri, rate=rate,
                       metadata=metadata[:8192] if metadata else None, log=log, fire_custom=self.fire_custom,
+                      mix=mix,
                       kill_audio=self.executor.break_current,
                       play_file_path=lambda ext: self.sim.play_file_path(self.uuid, ext),
                       merge_frames=self.sim.merge_frames)
@@ -288,15 +302,56 @@ class Channel:
         return True
 
     def _deliver_packet(self, source: Callable[[int], bytes], late: bool) -> None:
+        """One 20 ms media frame: the write stream (what the caller hears) advances, the caller's read
+        stream (their voice, plus line echo of what they hear) goes to every media bug."""
+        po, k = self.executor.tick(time.monotonic())
+        writes: dict[int, np.ndarray] = {}
+        reads: dict[int, bytes] = {}
+
+        def write_at(rate: int) -> np.ndarray:
+            if rate not in writes:
+                writes[rate] = (po.frame(k, rate) if po is not None
+                                else np.zeros(packet_bytes(rate) // 2, dtype=np.int16))
+            return writes[rate]
+
+        def read_at(rate: int) -> bytes:
+            if rate not in reads:
+                packet = source(rate)
+                if self.echo is not None:
+                    line = self._lines.get(rate)
+                    if line is None:
+                        line = self._lines[rate] = EchoLine(rate, self.echo.delay_ms, self.echo.gain_db)
+                    packet = line.mix(packet, write_at(rate))
+                reads[rate] = packet
+            return reads[rate]
+
+        if self.inband_dtmf is not None:
+            self._detect_dtmf(read_at(self.codec_rate))
+        if self.recorder.active:
+            self.recorder.feed(np.frombuffer(read_at(self.codec_rate), dtype="<i2"), write_at(self.codec_rate))
         after = self.log.transfer is not None
         for bug in list(self.bugs.values()):
-            packet = source(bug.rate)
+            read = read_at(bug.rate)
+            if bug.mix == "stereo":
+                packet = interleave(read, write_at(bug.rate))
+            elif bug.mix == "mixed" and po is not None:
+                left = np.frombuffer(read, dtype="<i2").astype(np.int32)
+                packet = np.clip(left + write_at(bug.rate), -32768, 32767).astype("<i2").tobytes()
+            else:
+                packet = read
             if bug.push(packet, late) and after:
                 bug.log.bytes_after_transfer += len(packet)
                 bug.log.packets_after_transfer += 1
 
+    def _detect_dtmf(self, packet: bytes) -> None:
+        assert self.inband_dtmf is not None
+        digit = self.inband_dtmf.feed(np.frombuffer(packet, dtype="<i2"))
+        if digit is not None:
+            self.dtmf(digit, source="INBAND_AUDIO")
+
     def _stop_media(self) -> None:
         self.mouth.stop()
+        self.recorder.stop_all()
         for name in list(self.bugs):
             bug = self.bugs.pop(name)
             bug.log.t_stopped, bug.log.stopped_by = time.monotonic(), "hangup"
@@ -365,3 +420,11 @@ class Channel:
         if self.fell_through:
             return "fell_through"
         return "agent_hangup" if self.hangup_by == "agent_hangup" else "caller"
+
+
+def interleave(left: bytes, right: np.ndarray) -> bytes:
+    """Stereo L16: caller (read) on the left, what the caller hears (write) on the right (§3.2)."""
+    out = np.empty(len(right) * 2, dtype="<i2")
+    out[0::2] = np.frombuffer(left, dtype="<i2")[:len(right)]
+    out[1::2] = right
+    return out.tobytes()

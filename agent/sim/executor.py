@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.sim.audio import file_duration_s
-from agent.sim.fsutil import atoi, separate_string, split_file_params
+from agent.sim.dtmf import InbandDetector
+from agent.sim.fsutil import atoi, is_true, separate_string, split_file_params
 from agent.sim.log import Heard
+from agent.sim.playout import Playout, fs_can_read, load_file
 
 if TYPE_CHECKING:
     from agent.sim.channel import Channel
@@ -41,14 +42,6 @@ class PrivateEvent:
         return next((v for k, v in self.headers if k.lower() == lowered), None)
 
 
-def is_true(value: str | None) -> bool:
-    """switch_true: yes/on/true/t/enabled/active/allow, or a non-zero number."""
-    text = (value or "").strip().lower()
-    if text in ("yes", "on", "true", "t", "enabled", "active", "allow"):
-        return True
-    return text.lstrip("+-").isdigit() and atoi(text) != 0
-
-
 AppFn = Callable[["Channel", str], Awaitable[None]]
 
 
@@ -64,6 +57,7 @@ class Executor:
         self.apps: list[str] = []    # the app stack (nested apps on top)
         self.app_uuids: list[str] = []
         self.playing = 0             # playbacks on the stack
+        self.playouts: list[Playout] = []   # their file handles; the innermost one plays
         self.leading = 0             # commands reading their lead frames
         self._wake = asyncio.Event()
 
@@ -73,6 +67,21 @@ class Executor:
 
     def wake(self) -> None:
         self._wake.set()
+
+    @property
+    def file_handle(self) -> Playout | None:
+        """switch_ivr_get_file_handle: the file the innermost playback is reading."""
+        return self.playouts[-1] if self.playouts else None
+
+    def tick(self, now: float) -> tuple[Playout | None, int | None]:
+        """One media frame for the write stream: the innermost playback advances (nested ones hold)."""
+        po = self.file_handle
+        if po is None:
+            return None, None
+        k = po.tick(now)
+        if po.done:
+            self.wake()
+        return po, k
 
     def enqueue(self, event: PrivateEvent) -> None:
         """switch_core_session_queue_private_event."""
@@ -235,6 +244,13 @@ class Executor:
         if name:
             self.ch.set_var(name, value or None)
 
+    async def _app_start_dtmf(self, arg: str) -> None:
+        """Attaches the in-band DTMF detector bug (spandsp_start_dtmf / switch_ivr_inband_dtmf_session)."""
+        self.ch.inband_dtmf = InbandDetector(self.ch.codec_rate)
+
+    async def _app_stop_dtmf(self, arg: str) -> None:
+        self.ch.inband_dtmf = None
+
     async def _app_unset(self, arg: str) -> None:
         self.ch.set_var(arg, None)
 
@@ -266,24 +282,29 @@ class Executor:
         if at >= 0:
             file = file[:at]
         params, path = split_file_params(file)
-        duration = self._duration(path)
-        if duration is None:
+        po = self._open(path)
+        if po is None:
+            # switch_ivr_play_file could not open it: no PLAYBACK_START/STOP at all (§10).
             self.ch.variables["current_application_response"] = "FILE NOT FOUND"
             return
+        duration_ms = int(po.duration_s * 1000) if po.duration_s >= 0 else -1
         heard = Heard(path=path, arg=file, headers=dict(params), app_uuid=self.app_uuids[-1],
-                      t_start=time.monotonic(), duration_ms=int(duration * 1000) if duration >= 0 else -1)
+                      t_start=time.monotonic(), duration_ms=duration_ms, segments=po.segments)
         self.ch.log.heard.append(heard)
         extra = [("Playback-File-Path", file), *params.items()]
         self.ch.fire("PLAYBACK_START", extra)
         self.ch.playback_started()
         self.playing += 1
+        self.playouts.append(po)
         try:
-            status, played = await self._play_for(duration)
+            status = await self._play_for(po)
         finally:
+            self.playouts.remove(po)
+            po.finish()
             self.playing -= 1
-        ms = int(played * 1000)
-        samples = int(played * 8000)
-        self.ch.variables.update(playback_last_offset_pos=str(samples), playback_seconds=str(int(played)),
+        ms = po.position_ms if duration_ms < 0 else min(po.position_ms, duration_ms)
+        samples = ms * 8
+        self.ch.variables.update(playback_last_offset_pos=str(samples), playback_seconds=str(ms // 1000),
                                  playback_ms=str(ms), playback_samples=str(samples))
         heard.t_stop, heard.ms = time.monotonic(), ms
         heard.status = "break" if status == "break" else "done"
@@ -293,10 +314,12 @@ class Executor:
             "PLAYBACK ERROR" if status == "down" else "FILE PLAYED")
         self.ch.notify()
 
-    def _duration(self, path: str) -> float | None:
+    def _open(self, path: str) -> Playout | None:
+        """switch_core_file_open as user `freeswitch`: None when it cannot open or read the file."""
+        rate = self.ch.codec_rate
         if path.startswith("silence_stream://"):
             ms = atoi(path[len("silence_stream://"):].split(",")[0])
-            return -1.0 if ms < 0 else ms / 1000.0
+            return Playout(None, rate, -1.0 if ms < 0 else ms / 1000.0, rate)
         if "://" in path:
             self.ch.note(f"playback of {path!r} not modelled: reported FILE NOT FOUND")
             return None
@@ -306,24 +329,28 @@ class Executor:
             if not prefix:
                 return None
             file = Path(prefix) / file
-        return file_duration_s(file) if file.is_file() else None
+        if not file.is_file():
+            return None
+        if not fs_can_read(file, self.ch.sim.fs_uid, self.ch.sim.fs_gids):
+            self.ch.note(f"{file}: not readable by user freeswitch (mode {file.stat().st_mode & 0o777:o})")
+            return None
+        loaded = load_file(file)
+        if loaded is None:
+            return None
+        audio, file_rate = loaded
+        return Playout(audio, file_rate, len(audio) / file_rate, rate)
 
-    async def _play_for(self, duration: float) -> tuple[str, float]:
-        """The play_file frame loop at call-time speed; nested commands pause this file's clock."""
-        played = 0.0
+    async def _play_for(self, po: Playout) -> str:
+        """The play_file frame loop: the media clock moves the file; nested commands hold it."""
         while True:
             if not self.ch.ready:
-                return "down", played
+                return "down"
             if self.break_flag:
                 self.break_flag = 0
-                return "break", played
+                return "break"
             if self.queue and not self.lock:
                 await self.parse_all()
                 continue
-            remaining = duration - played if duration >= 0 else 3600.0
-            if remaining <= 0:
-                return "done", duration
-            t0 = time.monotonic()
-            await self._nap(remaining / self.ch.speed)
-            played += (time.monotonic() - t0) * self.ch.speed
-
+            if po.done:
+                return "done"
+            await self._nap(0.5)

@@ -82,10 +82,11 @@ class ForkBug:
 
     def __init__(self, *, uuid: str, bugname: str, uri: str, rate: int, metadata: str | None,
                  log: ForkLog, fire_custom: FireCustom, kill_audio: Callable[[], None],
-                 play_file_path: Callable[[str], Path], merge_frames: bool = False):
+                 play_file_path: Callable[[str], Path], merge_frames: bool = False, mix: str = "mono"):
         self.uuid = uuid
         self.bugname = bugname
         self.rate = rate
+        self.mix = mix                  # mono: caller only; stereo: caller left, caller-hears right
         self.metadata = metadata
         self.log = log
         self.target = parse_ws_uri(uri)

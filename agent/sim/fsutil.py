@@ -222,3 +222,11 @@ def atoi(text: str) -> int:
     """C atoi: optional leading spaces and sign, then digits; anything else gives 0."""
     match = re.match(r"\s*([+-]?\d+)", text)
     return int(match.group(1)) if match else 0
+
+
+def is_true(value: str | None) -> bool:
+    """switch_true: yes/on/true/t/enabled/active/allow, or a non-zero number."""
+    text = (value or "").strip().lower()
+    if text in ("yes", "on", "true", "t", "enabled", "active", "allow"):
+        return True
+    return text.lstrip("+-").isdigit() and atoi(text) != 0

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agent.sim.playout import Segment
+from agent.sim.recorder import RecordLog
+
 
 @dataclass
 class CommandRecord:
@@ -44,6 +47,12 @@ class Heard:
     status: str | None = None      # done | break
     ms: int = 0                    # file milliseconds played (variable_playback_ms)
     duration_ms: int = 0           # full file length
+    segments: list[Segment] = field(default_factory=list)   # stretches heard without a gap (pauses split)
+    fileman: list[tuple[float, str]] = field(default_factory=list)  # uuid_fileman commands while it played
+
+    def gaps(self) -> list[float]:
+        """Seconds of silence between consecutive heard segments (a pause, a nested command)."""
+        return [b.t_start - a.t_end for a, b in zip(self.segments, self.segments[1:], strict=False)]
 
 
 @dataclass
@@ -129,6 +138,7 @@ class CallLog:
     queue: list[QueueStay] = field(default_factory=list)
     fired: list[tuple[str, str | None, dict[str, str]]] = field(default_factory=list)  # `event` app
     voicemail: str | None = None
+    recordings: list[RecordLog] = field(default_factory=list)   # uuid_record files
     channel_vars: dict[str, str] = field(default_factory=dict)
     ended_by: str | None = None    # caller | agent_hangup | transfer | fell_through | agent_unreachable
     fell_through: bool = False

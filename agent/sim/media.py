@@ -29,11 +29,11 @@ def packet_bytes(rate: int) -> int:
 
 
 class _Speech:
-    def __init__(self, audio: np.ndarray, rate: int, utt: Utterance, narrowband: bool):
+    def __init__(self, audio: np.ndarray, rate: int, utt: Utterance, codec: str | None):
         self.audio = audio
         self.rate = rate
         self.utt = utt
-        self.narrowband = narrowband
+        self.codec = codec
         self.packets = max(1, math.ceil(len(audio) / rate / PACKET_S))
         region = voiced_region(audio, rate)
         self.first_k = None if region is None else int(region[0] / PACKET_S)
@@ -44,7 +44,7 @@ class _Speech:
 
     def rendered(self, rate: int) -> bytes:
         if rate not in self._rendered:
-            pcm = render(self.audio, self.rate, rate, narrowband=self.narrowband).tobytes()
+            pcm = render(self.audio, self.rate, rate, codec=self.codec).tobytes()
             need = self.packets * packet_bytes(rate)
             self._rendered[rate] = pcm[:need].ljust(need, b"\0")
         return self._rendered[rate]
@@ -53,12 +53,12 @@ class _Speech:
 class Mouth:
     """Queues caller utterances and paces 20 ms packets (divided by `speed`) to whoever listens."""
 
-    def __init__(self, *, speed: float, narrowband: bool, deliver: Deliver,
+    def __init__(self, *, speed: float, codec: str | None, deliver: Deliver,
                  rates: Callable[[], list[int]], on_done: Callable[[], None] = lambda: None):
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.period = PACKET_S / speed
-        self.narrowband = narrowband
+        self.codec = codec
         self._deliver = deliver
         self._rates = rates
         self._on_done = on_done
@@ -72,7 +72,7 @@ class Mouth:
 
     def say(self, audio: np.ndarray, rate: int, utt: Utterance) -> asyncio.Event:
         """Queues one utterance; the returned event is set after its last packet went out."""
-        speech = _Speech(audio, rate, utt, self.narrowband)
+        speech = _Speech(audio, rate, utt, self.codec)
         for r in self._rates():
             speech.rendered(r)     # render now, not inside the packet clock
         self._queue.append(speech)
@@ -130,3 +130,20 @@ class Mouth:
 
 def _silence(rate: int) -> bytes:
     return b"\0" * packet_bytes(rate)
+
+
+class EchoLine:
+    """Line/handset echo at one rate: what the caller hears comes back `delay_ms` later, `gain_db` down."""
+
+    def __init__(self, rate: int, delay_ms: int, gain_db: float):
+        self.delay = int(rate * delay_ms / 1000)
+        self.gain = 10.0 ** (gain_db / 20.0)
+        self._history = np.zeros(self.delay, dtype=np.float32)
+
+    def mix(self, read: bytes, write: np.ndarray | None) -> bytes:
+        voice = np.frombuffer(read, dtype="<i2").astype(np.float32)
+        heard = np.zeros(len(voice), dtype=np.float32) if write is None else write.astype(np.float32)
+        line = np.concatenate([self._history, heard])
+        echo = line[:len(voice)]
+        self._history = line[len(voice):]
+        return np.clip(np.round(voice + self.gain * echo), -32768, 32767).astype("<i2").tobytes()

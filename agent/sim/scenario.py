@@ -68,7 +68,11 @@ class BargeIn:
 
 @dataclass(frozen=True)
 class Dtmf:
+    """Keypad digits: RFC 2833 events (the default), or `inband` tones in the caller's audio that only a
+    channel running `start_dtmf` reports."""
+
     digits: str
+    inband: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,10 +196,11 @@ def _build(kind: str, arg: Any, base_dir: Path | None) -> Step:
         return BargeIn(path=path, after_ms=int(opts.pop("after_ms", 0)),
                        timeout_s=float(opts.pop("timeout_s", DEFAULT_TIMEOUT_S)), **opts)
     if kind == "dtmf":
-        digits = str(arg) if arg is not None else ""
+        opts = _options(arg, kind) if isinstance(arg, Mapping) else {"digits": arg}
+        digits = str(opts.get("digits")) if opts.get("digits") is not None else ""
         if not digits or any(d not in "0123456789*#ABCD" for d in digits):
             raise ValueError(f"dtmf digits must be 0-9 * # A-D, got {arg!r}")
-        return Dtmf(digits=digits)
+        return Dtmf(digits=digits, inband=bool(opts.get("inband", False)))
     if kind == "sleep":
         seconds = float(arg)
         if seconds < 0:

@@ -85,7 +85,7 @@ def test_uuid_break_starts_the_next_item_and_break_all_flushes_the_queue(tmp_pat
     assert (stop1["Playback-Status"], stop1["utt_id"]) == ("break", "1")
     assert not any(e.get("utt_id") == "2" for e in got["rest"])
     assert [(h.headers["utt_id"], h.status) for h in log.heard] == [("0", "break"), ("1", "break")]
-    assert 0 < log.heard[0].ms < 4000
+    assert 0 <= log.heard[0].ms < 4000    # frames are 20 ms: a break right after START may play none
 
 
 def test_myevents_alone_hides_playback_events_until_event_plain(tmp_path):
