@@ -21,7 +21,7 @@ def _band_rms(x: np.ndarray, rate: int, freq: float) -> float:
 
 
 def test_stereo_recording_with_a_masked_stretch(tmp_path):
-    caller_wav = write_tone(str(tmp_path / "caller.wav"), 2.0)          # 440 Hz: the caller
+    caller_wav = write_tone(str(tmp_path / "caller.wav"), 6.0)          # 440 Hz: the caller
     rate = 8000
     t = np.arange(int(3.0 * rate)) / rate
     sf.write(str(tmp_path / "agent.wav"), (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), rate)
