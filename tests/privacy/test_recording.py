@@ -182,7 +182,7 @@ def test_forget_erases_one_callers_calls(setup, capsys) -> None:
     for call_id in ("mine", "theirs"):
         write_wav(rec_dir / f"{call_id}.wav", 0.5)
         recording.seal_recording(rec_dir / f"{call_id}.wav", call_id, Keyring.of(KEY), db)
-    assert main(["--config", str(cfg), "forget", "--caller", "010-5555-0000"]) == 0
+    assert main(["--config", str(cfg), "forget", "--caller", "+82 10-5555-0000"]) == 0
     assert '"calls": 2' in capsys.readouterr().out
     for call_id in ("mine", "mine-intl"):
         assert [_count(db, t, call_id) for t in ("calls", "turns", "recordings")] == [0, 0, 0]
