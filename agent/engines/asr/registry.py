@@ -22,6 +22,7 @@ ENGINES: dict[str, str] = {
     "vibevoice-streaming": "agent.engines.asr.vibevoice_streaming",
 }
 FALLBACK_ENGINE = "vosk"
+NO_FAILOVER = (FALLBACK_ENGINE, "fake")  # the CPU engine itself, and the test engine whose failures tests see
 
 # Engine name → times it was unavailable and replaced by the fallback (read by metrics).
 fallbacks: dict[str, int] = {}
@@ -32,6 +33,14 @@ def create_engine(name: str, options: Mapping[str, Any]) -> AsrEngine:
 
 
 def create_asr(cfg: WorkerConfig) -> AsrEngine:
-    """The configured engine, or Vosk if that one is unavailable (never a crash loop over a missing GPU)."""
-    return with_fallback(cfg.asr_engine, FALLBACK_ENGINE, lambda n: create_engine(n, cfg.asr_options.get(n, {})),
-                         fallbacks, log, "Accuracy drops to the CPU engine's until this is fixed.")
+    """The configured engine, or Vosk if that one is unavailable (never a crash loop over a missing GPU); a GPU
+    engine that starts is wrapped so that Vosk also takes an utterance it fails later (agent/engines/breaker.py)."""
+    engine = with_fallback(cfg.asr_engine, FALLBACK_ENGINE, lambda n: create_engine(n, cfg.asr_options.get(n, {})),
+                           fallbacks, log, "Accuracy drops to the CPU engine's until this is fixed.")
+    if getattr(engine, "name", FALLBACK_ENGINE) in NO_FAILOVER:
+        return engine
+    from agent.engines.breaker import BREAKERS, CircuitBreaker, FailoverAsr
+
+    breaker = BREAKERS.setdefault(f"asr {engine.name}", CircuitBreaker(f"asr {engine.name}"))
+    return FailoverAsr(engine, lambda: create_engine(FALLBACK_ENGINE, cfg.asr_options.get(FALLBACK_ENGINE, {})),
+                       breaker)

@@ -7,9 +7,11 @@ as AudioChunks, for callers that want PCM (a cache warm-up); it needs the spool 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,14 @@ import soundfile as sf
 from agent.config import TtsConfig
 from agent.dialog.language import of_reply
 from agent.dialog.speakable import speakable
+from agent.engines.breaker import BREAKERS, CircuitBreaker, Lazy
 from agent.engines.errors import EngineError, EngineUnavailable
-from agent.engines.tts.base import AudioChunk
+from agent.engines.tts.base import AudioChunk, TtsEngine
 from agent.engines.tts.chunker import split_sentences
-from agent.engines.tts.speaker import SpokenChunk
+from agent.engines.tts.speaker import Speaker, SpokenChunk
 from agent.engines.tts.spool import Spool
 
+log = logging.getLogger(__name__)
 NAME = "tts-remote"
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
 # Longest wait for the next line: the first chunk (queueing + first audio) or the gap between two WAVs.
@@ -122,16 +126,25 @@ def _status_error(resp: httpx.Response) -> EngineError:
 
 class RemoteSpeaker:
     """The controller's Speaker when TTS runs in `callagent tts-worker`: the same `speak()` contract, with
-    the text split here so each spooled file is tied to the sentence it speaks (heard-text tracking)."""
+    the text split here so each spooled file is tied to the sentence it speaks (heard-text tracking).
+
+    A sentence the worker cannot speak (down, crashed, timed out) is spoken here by the CPU engine
+    (`fallback`, espeak-ng unless given), and a circuit breaker keeps later sentences local until the
+    worker answers again: a worker that dies mid-call costs no silence.
+    """
 
     def __init__(self, client: RemoteTts, spool: Spool, *, voice: str, max_chunk_chars: int,
-                 first_chunk_chars: int | None = 30, voices: dict[str, str] | None = None):
+                 first_chunk_chars: int | None = 30, voices: dict[str, str] | None = None,
+                 fallback: Callable[[], TtsEngine] | None = None, breaker: CircuitBreaker | None = None):
         self.client = client
         self.spool = spool  # shared with the worker; the controller removes a call's files at hangup
         self.voice = voice
         self.voices = dict(voices or {})
         self.max_chunk_chars = max_chunk_chars
         self.first_chunk_chars = first_chunk_chars
+        self.breaker = breaker or BREAKERS.setdefault("tts remote", CircuitBreaker("tts remote"))
+        self._local = Lazy(lambda: Speaker((fallback or _espeak)(), spool, voice=voice,
+                                            max_chunk_chars=max_chunk_chars, first_chunk_chars=None))
 
     def speak(self, call_id: str, utt_id: str, text: str, rate: int, *,
               language: str | None = None) -> Iterator[SpokenChunk]:
@@ -141,12 +154,39 @@ class RemoteSpeaker:
             lang = language or of_reply(piece)
             voice = self.voices.get(lang, self.voice)
             said = speakable(piece, lang)  # the worker's Speaker leaves an already spoken form unchanged
-            for k, chunk in enumerate(self.client.speak(call_id, f"{utt_id}-{n}", said, voice, rate)):
-                # The sentence is credited to its first file: remote parts arrive without knowing which is last.
-                yield SpokenChunk(path=Path(chunk.path), text=piece if k == 0 else "", index=index,
-                                  duration_s=chunk.duration_s, synth_ms=chunk.synth_ms,
-                                  tts_text=said if k == 0 else "")
+            if self.breaker.allow():
+                got, settled = 0, False
+                try:
+                    for k, chunk in enumerate(self.client.speak(call_id, f"{utt_id}-{n}", said, voice, rate)):
+                        # The sentence is credited to its first file: remote parts arrive without knowing
+                        # which is last.
+                        yield SpokenChunk(path=Path(chunk.path), text=piece if k == 0 else "", index=index,
+                                          duration_s=chunk.duration_s, synth_ms=chunk.synth_ms,
+                                          tts_text=said if k == 0 else "")
+                        index += 1
+                        got += 1
+                    self.breaker.success()
+                    settled = True
+                    continue
+                except EngineError as exc:
+                    self.breaker.failure()
+                    settled = True
+                    log.warning("tts worker failed on a sentence (%s); speaking it here", exc)
+                    if got:
+                        continue  # part of it played: repeating the start would be worse than the gap
+                finally:
+                    if not settled:
+                        self.breaker.abandon()
+            local = self._local.get().speak_stream(call_id, f"{utt_id}-{n}-local", [piece], rate, language=lang)
+            for spoken in local:
+                yield dataclasses.replace(spoken, index=index)
                 index += 1
+
+
+def _espeak() -> TtsEngine:
+    from agent.engines.tts.registry import FALLBACK_ENGINE, build_engine
+
+    return build_engine(FALLBACK_ENGINE, {})
 
 
 def from_config(cfg: TtsConfig) -> RemoteTts:
