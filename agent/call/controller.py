@@ -27,6 +27,7 @@ from gevent.event import Event as GEvent
 
 from agent.call.session import CallDeps, CallSession
 from agent.esl.connection import EslConnection
+from agent.ops.logs import bind_call_lazy
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +168,16 @@ class Controller:
         gevent.spawn(self._run_call, call_id, sock)
 
     def _run_call(self, call_id: int, sock: socket.socket) -> None:
+        live = self.calls[call_id]
+        # Every line this call's greenlets log carries the channel uuid once `connect` has answered.
+        bind_call_lazy(lambda: live.session.channel.uuid
+                       if live.session is not None and live.session.channel is not None else None)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = EslConnection(sock, reply_timeout=self.cfg.esl_reply_timeout_s)
             conn.start()
             session = CallSession(conn, self.deps)
-            self.calls[call_id].session = session
+            live.session = session
             session.run()
         except Exception:  # noqa: BLE001 - one connection's failure must not reach the server
             log.exception("connection failed before the call could start")

@@ -27,7 +27,8 @@ import greenlet
 from pythonjsonlogger.json import JsonFormatter
 
 CALL_ID: ContextVar[str | None] = ContextVar("callagent_call_id", default=None)
-_by_greenlet: weakref.WeakKeyDictionary[greenlet.greenlet, str] = weakref.WeakKeyDictionary()
+CallIdSource = str | Callable[[], "str | None"]
+_by_greenlet: weakref.WeakKeyDictionary[greenlet.greenlet, CallIdSource] = weakref.WeakKeyDictionary()
 _MAX_PARENTS = 32
 REPEAT_WINDOW_S = 60.0
 
@@ -54,6 +55,14 @@ def bind_call(call_id: str | None) -> None:
             _by_greenlet[current] = call_id
 
 
+def bind_call_lazy(source: Callable[[], str | None]) -> None:
+    """For the controller's per-connection greenlet: the call id is known only once FreeSWITCH answers
+    `connect`, so `source()` is asked each time a line is logged (the session itself never has to bind)."""
+    current = greenlet.getcurrent()
+    if current.parent is not None:
+        _by_greenlet[current] = source
+
+
 def current_call() -> str | None:
     bound = CALL_ID.get()
     if bound:
@@ -63,6 +72,8 @@ def current_call() -> str | None:
         if g is None:
             return None
         found = _by_greenlet.get(g)
+        if callable(found):
+            found = found()
         if found:
             return found
         ref = getattr(g, "spawning_greenlet", None)  # gevent.Greenlet keeps a weakref to its spawner

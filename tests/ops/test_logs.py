@@ -109,3 +109,22 @@ def test_idle_connections_are_one_warning_line_not_tracebacks(tmp_path, db, json
     noisy = [r for r in json_log() if r["level"] in ("WARNING", "ERROR")]
     assert len(noisy) == 1, noisy
     assert noisy[0]["level"] == "WARNING" and "exc_info" not in noisy[0] and "Traceback" not in noisy[0]["message"]
+
+
+def test_a_real_calls_lines_carry_its_uuid_without_the_session_binding_it(tmp_path, db, json_log):
+    from agent.sim import CallScript
+
+    stack = make_stack(tmp_path, db)
+    try:
+        logging.getLogger("agent").setLevel(logging.DEBUG)
+        steps = [{"wait_idle": {}}, {"say_text": "배송 조회 부탁드려요"}, {"wait_idle": {}}, "hangup"]
+        script = CallScript(steps=steps)
+        (log,) = stack.sim(speed=3.0).run_calls([script])
+        assert not log.errors
+    finally:
+        logging.getLogger("agent").setLevel(logging.NOTSET)
+        stack.stop()
+    during = [r for r in json_log() if r["logger"].startswith(("agent.call", "agent.esl"))
+              and "listening" not in r["message"] and "stopped accepting" not in r["message"]]
+    assert during, "the call logged nothing"
+    assert {r["call_id"] for r in during} == {log.uuid}, during

@@ -63,7 +63,7 @@ def test_tail_follows_a_call_as_it_happens(tmp_path, db):
     out = io.StringIO()
     try:
         talk = [{"wait_idle": {}}, {"sleep": 2}, {"say_text": "배송 조회 부탁드려요"}, {"wait_idle": {}}, "hangup"]
-        future = sim.call(CallScript(steps=talk))
+        future = sim.call(CallScript(steps=talk, variables={"callagent_industry": "telecom"}))
         wait_for(lambda: bool(sim.sim.channels))
         uuid = next(iter(sim.sim.channels))
 
@@ -84,9 +84,10 @@ def test_tail_follows_a_call_as_it_happens(tmp_path, db):
         sim.close()
         stack.stop()
     lines = out.getvalue().splitlines()
-    assert lines[0].endswith(f"call {uuid} industry=- started")
-    caller = next(i for i, line in enumerate(lines) if "caller 배송 조회 부탁드려요" in line)
-    assert any("agent  네, 배송 조회 부탁드려요 말씀이시군요." in line for line in lines[caller:])
+    assert lines[0].endswith(f"call {uuid} industry=telecom started")
+    said = [i for i, line in enumerate(lines) if "caller 배송 조회 부탁드려요" in line]
+    assert said, lines
+    assert any("agent  네, 배송 조회 부탁드려요 말씀이시군요." in line for line in lines[said[0]:]), lines
     assert lines[-1].split("  ", 1)[1] == "call ended: caller_hangup"
 
 
