@@ -3,6 +3,8 @@
 
 Each sentence is one `generate()` on one pooled model instance, starting from a deep copy of the voice's
 cached prompt; 24 kHz float chunks (3200 samples, 133 ms) are yielded as int16 as soon as they exist.
+A sentence under three words ("네.") joins the next one (upstream calls generation that short unstable), and
+a sentence's audio is capped by its length, so a missed end signal cannot stream minutes of noise.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ _VOICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SENTENCE_RE = re.compile(r"(?<=[.!?。？！])\s+")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"'})
 _END = object()
+MIN_WORDS = 3
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,10 @@ class RealtimeTtsOptions:
     # auto: flash_attention_2 on cuda when flash-attn is installed (the only one upstream fully tested),
     # else sdpa.
     attn_implementation: str = "auto"
+    # Audio cap per sentence: base + per character, never over max_sentence_s (Korean speech is ~0.15 s/char).
+    cap_base_s: float = 2.0
+    cap_s_per_char: float = 0.4
+    max_sentence_s: float = 30.0
 
 
 def parse_options(options: Mapping[str, Any], key: str) -> RealtimeTtsOptions:
@@ -85,6 +92,9 @@ def parse_options(options: Mapping[str, Any], key: str) -> RealtimeTtsOptions:
         allow_pickle_presets=s.bool("allow_pickle_presets", d.allow_pickle_presets),
         attn_implementation=s.choice("attn_implementation", ("auto", "flash_attention_2", "sdpa", "eager"),
                                      d.attn_implementation),
+        cap_base_s=s.float("cap_base_s", d.cap_base_s, lo=0.5, hi=30),
+        cap_s_per_char=s.float("cap_s_per_char", d.cap_s_per_char, lo=0.05, hi=5),
+        max_sentence_s=s.float("max_sentence_s", d.max_sentence_s, lo=1, hi=600),
     )
     s.done()
     return opts
@@ -130,6 +140,29 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_RE.split(text.translate(_QUOTES)) if s.strip()]
 
 
+def merge_short(sentences: list[str], min_words: int = MIN_WORDS) -> list[str]:
+    """Joins a sentence of fewer than `min_words` words to the next one (the last to the one before)."""
+    out: list[str] = []
+    carry = ""
+    for sentence in sentences:
+        sentence = f"{carry} {sentence}".strip() if carry else sentence
+        carry = ""
+        if len(sentence.split()) < min_words:
+            carry = sentence
+        else:
+            out.append(sentence)
+    if carry:
+        if out:
+            out[-1] = f"{out[-1]} {carry}"
+        else:
+            out.append(carry)
+    return out
+
+
+def audio_cap_s(sentence: str, options: RealtimeTtsOptions) -> float:
+    return min(options.max_sentence_s, options.cap_base_s + options.cap_s_per_char * len(sentence))
+
+
 def to_pcm16(chunk: Any) -> np.ndarray:
     """A float chunk (tensor or array, any shape) → int16; peak-normalised if it overshoots ±1."""
     if hasattr(chunk, "detach"):
@@ -160,15 +193,25 @@ class VibeVoiceRealtimeTts:
         self._streamer_cls = streamer_cls
         self.pool: FairPool[_Instance] = FairPool([_Instance(i, m) for i, m in enumerate(models)], name=NAME)
         self._warned_voices: set[str] = set()
+        self.capped = 0  # sentences cut at their audio cap
 
     def synthesize(self, text: str, voice: str, *, call_id: str = "") -> Iterator[AudioChunk]:
         preset = self._preset(voice)
-        for sentence in split_sentences(text):
+        for sentence in merge_short(split_sentences(text)):
+            cap = int(audio_cap_s(sentence, self.options) * SAMPLE_RATE)
+            samples = 0
             with self.pool.lease(call_id, self.options.queue_timeout_s) as instance:
                 stream = self._stream(instance, sentence, preset)
                 try:
                     for chunk in stream:
-                        yield AudioChunk(pcm=to_pcm16(chunk), sample_rate=SAMPLE_RATE)
+                        pcm = to_pcm16(chunk)
+                        if samples + len(pcm) > cap:
+                            log.warning("vibevoice-realtime: %d-character sentence reached its %.1f s audio cap; "
+                                        "cut", len(sentence), cap / SAMPLE_RATE)
+                            self.capped += 1
+                            break
+                        samples += len(pcm)
+                        yield AudioChunk(pcm=pcm, sample_rate=SAMPLE_RATE)
                 finally:
                     stream.close()  # stops generate() before the instance goes back to the pool
 
@@ -250,7 +293,21 @@ def _import_vibevoice() -> tuple[Any, Any, Any]:
         raise EngineUnavailable(NAME, (
             "the VibeVoice-Realtime code is not installed: install microsoft/VibeVoice from source "
             f"(pip install -e '.[streamingtts]') in the TTS worker's environment ({exc})")) from exc
+    except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        # transformers 5.x ships its own "vibevoice" config, so upstream's AutoConfig.register("vibevoice")
+        # raises ValueError at import: an engine that cannot start here, not a crash.
+        raise EngineUnavailable(NAME, (
+            f"the vibevoice package does not import under transformers {_transformers_version()} "
+            f"({type(exc).__name__}: {exc}); use the transformers version the package pins (4.x)")) from exc
     return model_cls, VibeVoiceStreamingProcessor, AudioStreamer
+
+
+def _transformers_version() -> str:
+    try:
+        import transformers
+    except ImportError:
+        return "(not installed)"
+    return str(getattr(transformers, "__version__", "?"))
 
 
 def create(options: Mapping[str, Any], key: str) -> VibeVoiceRealtimeTts:
@@ -277,14 +334,18 @@ def create(options: Mapping[str, Any], key: str) -> VibeVoiceRealtimeTts:
     if attn == "auto":
         attn = "flash_attention_2" if opts.device == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
     started = time.monotonic()
-    processor = processor_cls.from_pretrained(str(model_path))
-    models = []
-    for _ in range(opts.pool_size):
-        model = model_cls.from_pretrained(str(model_path), torch_dtype=dtype, device_map=opts.device,
-                                          attn_implementation=attn)
-        model.eval()
-        model.set_ddpm_inference_steps(num_steps=opts.ddpm_steps)
-        models.append(model)
+    try:
+        processor = processor_cls.from_pretrained(str(model_path))
+        models = []
+        for _ in range(opts.pool_size):
+            model = model_cls.from_pretrained(str(model_path), torch_dtype=dtype, device_map=opts.device,
+                                              attn_implementation=attn)
+            model.eval()
+            model.set_ddpm_inference_steps(num_steps=opts.ddpm_steps)
+            models.append(model)
+    except (OSError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        raise EngineUnavailable(NAME, f"model did not load under transformers {_transformers_version()} "
+                                      f"({type(exc).__name__}: {exc})") from exc
     log.info("vibevoice-realtime: %d instance(s) of %s on %s in %.1f s", opts.pool_size, model_path,
              opts.device, time.monotonic() - started)
     return VibeVoiceRealtimeTts(opts, processor=processor, models=models, presets=presets,

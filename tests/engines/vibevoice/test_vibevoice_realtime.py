@@ -22,6 +22,7 @@ from agent.engines.tts.vibevoice_realtime import (  # noqa: E402
     UnsafePreset,
     create,
     load_preset,
+    merge_short,
     resolve_preset,
     split_sentences,
 )
@@ -62,8 +63,8 @@ def test_long_reply_yields_the_instance_between_sentences(standin, setup) -> Non
                 signal.set()
         results[call] = n
 
-    long_reply = threading.Thread(target=speak, args=("A", "첫째 문장입니다. 둘째 문장입니다. 셋째 문장입니다.",
-                                                     first_chunk))
+    sentences = ["첫째 문장은 이렇습니다.", "둘째 문장은 저렇습니다.", "셋째 문장은 그렇습니다."]
+    long_reply = threading.Thread(target=speak, args=("A", " ".join(sentences), first_chunk))
     long_reply.start()
     assert first_chunk.wait(5)
     short = threading.Thread(target=speak, args=("B", "네 고객님."))
@@ -71,10 +72,10 @@ def test_long_reply_yields_the_instance_between_sentences(standin, setup) -> Non
     long_reply.join(10)
     short.join(10)
     texts = [t[1] for t in standin.TRACE]
-    assert texts == ["첫째 문장입니다.", "네 고객님.", "둘째 문장입니다.", "셋째 문장입니다."]
+    assert texts == [sentences[0], "네 고객님.", *sentences[1:]]
     ends, starts = [t[3] for t in standin.TRACE[:-1]], [t[2] for t in standin.TRACE[1:]]
     assert all(end <= start for end, start in zip(ends, starts, strict=True))  # one stream at a time
-    assert results == {"A": 27, "B": 6}
+    assert results == {"A": sum(len(x) for x in sentences), "B": 6}
     engine.close()
 
 
@@ -179,3 +180,60 @@ def test_pickled_presets_load_only_when_allowed(tmp_path: Path) -> None:
 
 def test_sentences_are_split_and_quotes_made_ascii() -> None:
     assert split_sentences("네. “확인”했어요!  감사합니다?") == ["네.", '"확인"했어요!', "감사합니다?"]
+
+
+def test_short_sentences_join_the_next_one() -> None:
+    assert merge_short(["네.", "주문을 확인해 드릴게요.", "잠시만요."]) == ["네. 주문을 확인해 드릴게요. 잠시만요."]
+    assert merge_short(["네.", "알겠습니다."]) == ["네. 알겠습니다."]
+    assert merge_short(["주문을 확인해 드릴게요.", "배송은 내일 도착합니다."]) == [
+        "주문을 확인해 드릴게요.", "배송은 내일 도착합니다."]
+    assert merge_short([]) == []
+
+
+def test_one_generate_for_a_short_sentence_and_its_neighbour(standin, setup) -> None:
+    engine = create(setup, KEY)
+    list(engine.synthesize("네. 주문하신 상품을 확인해 드릴게요.", "kr-Spk0_woman", call_id="c1"))
+    assert [t[1] for t in standin.TRACE] == ["네. 주문하신 상품을 확인해 드릴게요."]
+    engine.close()
+
+
+def test_audio_per_sentence_is_capped_and_generation_stopped(standin, setup) -> None:
+    standin.CHUNK_DELAY_S = 0.005
+    engine = create({**setup, "cap_base_s": 0.5, "cap_s_per_char": 0.05}, KEY)
+    text = "가나다라마바사아자차카타파하 끝이 없는 문장"  # the stand-in makes one 133 ms chunk per character
+    chunks = list(engine.synthesize(text, "kr-Spk0_woman", call_id="c1"))
+    cap_s = 0.5 + 0.05 * len(text)
+    assert sum(c.pcm.size for c in chunks) / SAMPLE_RATE <= cap_s < (len(chunks) + 1) * 3200 / SAMPLE_RATE
+    assert len(chunks) < len(text) and engine.capped == 1
+    assert standin.TRACE[-1][4] is True  # generate() saw the stop request
+    assert engine.pool.busy == 0
+    engine.close()
+
+
+def test_package_that_fails_to_register_with_transformers_5_falls_back(setup, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream registers AutoConfig "vibevoice" at import; transformers 5.x already has that name and raises
+    ValueError. Reproduced through transformers' own registry, so the real error reaches the engine."""
+    transformers = pytest.importorskip("transformers")
+    if not transformers.__version__.startswith("5."):
+        pytest.skip("the clash exists only under transformers 5.x")
+    root = vv_standin.install(tmp_path / "site")
+    (root / "vibevoice" / "__init__.py").write_text(
+        "from transformers import AutoConfig, PretrainedConfig\n\n\n"
+        "class VibeVoiceConfig(PretrainedConfig):\n    model_type = 'vibevoice'\n\n\n"
+        "AutoConfig.register('vibevoice', VibeVoiceConfig)\n")
+    monkeypatch.syspath_prepend(str(root))
+    try:
+        with pytest.raises(EngineUnavailable, match=r"does not import under transformers 5\..*ValueError"):
+            create(setup, KEY)
+    finally:
+        vv_standin.unload()
+    from agent.config import TtsConfig
+    from agent.engines.tts.registry import create_tts
+
+    monkeypatch.syspath_prepend(str(root))
+    try:
+        engine = create_tts(TtsConfig(engine="vibevoice-realtime", options={"vibevoice-realtime": setup}))
+    finally:
+        vv_standin.unload()
+    assert engine.name == "espeak"  # start-up carries on with espeak-ng
