@@ -89,6 +89,7 @@ def socket_data(ch: Channel, data: str) -> tuple[list[tuple[str, int]], str]:
 
 async def socket_app(ch: Channel, data: str) -> None:
     """socket_function: connect to each host in turn; a refused connection moves on (`Socket Error!`)."""
+    ch.socket_ran = True
     for key, value in ch.script_variables.items():
         ch.variables[key] = value          # the test's variables win over the dialplan's `set`s
     hosts, ch.socket_data = socket_data(ch, data)

@@ -58,6 +58,7 @@ class Channel:
         self.transferred = self.fell_through = self.controlled = False
         self.transfer_pending = False      # CF_TRANSFER: the current extension stops, the channel re-routes
         self.in_dialplan = self.in_queue = False
+        self.socket_ran = False            # the dialplan reached `socket`: later transfers leave the agent
         self.socket_data = ""
         self.script_variables = dict(script.variables)
         self.codec = script.codec
@@ -243,7 +244,7 @@ class Channel:
         now = time.monotonic()
         record = Transfer(ext, dialplan, context, now, via)
         self.log.transfers.append(record)
-        if self.log.transfer is None:
+        if self.log.transfer is None and self.socket_ran:
             # The call leaves the agent: which media bugs went along (they keep streaming, §10).
             self.log.transfer = record
             self.log.bugs_at_transfer = sorted(self.bugs)

@@ -25,7 +25,6 @@ BASE_GLOBALS = {"sounds_dir": "/usr/share/freeswitch/sounds", "base_dir": "/usr"
                 "conf_dir": "/etc/freeswitch", "temp_dir": "/tmp", "domain": "127.0.0.1",
                 "domain_name": "127.0.0.1", "local_ip_v4": "127.0.0.1"}
 _PRE = re.compile(r'<X-PRE-PROCESS\s+cmd="([^"]*)"\s+data="([^"]*)"\s*/>', re.IGNORECASE)
-_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _GLOBAL = re.compile(r"\$\$\{([^}]*)\}")
 _INNER = re.compile(r"\$\{([^${}]*)\}")
 _FUNC = re.compile(r"^(\w+)\((.*)\)$", re.DOTALL)
@@ -37,7 +36,8 @@ def preprocess(text: str, globals_: dict[str, str], env: Mapping[str, str] | Non
     """Runs the X-PRE-PROCESS lines of `text` into `globals_` and returns the text with `$${…}` replaced."""
     env = os.environ if env is None else env
     out = []
-    for line in _COMMENT.sub("", text).splitlines(keepends=True):
+    # Line by line and before any XML parsing, so a tag inside an XML comment still runs (as on FreeSWITCH).
+    for line in text.splitlines(keepends=True):
         line = _GLOBAL.sub(lambda m: globals_.get(m.group(1), ""), line)
         match = _PRE.search(line)
         if match is None:
