@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from agent.config import Section
+from agent.config import ConfigError, Section
 from agent.engines.asr import vibevoice_format as fmt
 from agent.engines.asr.base import AsrContext, AsrResult
 from agent.engines.errors import EngineError, EngineUnavailable
@@ -121,16 +121,22 @@ class VibeVoiceVllmAsr:
             transport=transport,
         )
 
-    def probe(self) -> None:
-        """Raises EngineUnavailable unless the server answers and serves the configured model."""
+    def probe(self, key: str = "worker.asr.engines.vibevoice-vllm") -> None:
+        """EngineUnavailable (→ Vosk) when no server answers; ConfigError (start-up stops, naming the key) when
+        one answers but serves other models: a wrong name is a config mistake, not a reason to fall back."""
         try:
             resp = self._client.get("/v1/models", timeout=max(self.options.connect_timeout_s, 2.0))
             resp.raise_for_status()
             served = [m.get("id") for m in resp.json().get("data", [])]
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
             raise EngineUnavailable(NAME, f"no vLLM server at {self.options.base_url}: {exc}") from exc
+        if not served:
+            raise EngineUnavailable(NAME, f"server at {self.options.base_url} serves no model yet")
         if self.options.model not in served:
-            raise EngineUnavailable(NAME, f"server serves {served}, not {self.options.model!r}")
+            raise ConfigError(f"{key}.model", (
+                f"is {self.options.model!r} but the vLLM server at {self.options.base_url} serves "
+                f"{', '.join(map(repr, served))}; set model to the server's --served-model-name "
+                f"(the VibeVoice plugin's launcher serves {DEFAULT_MODEL!r})"))
 
     def transcribe(self, pcm: np.ndarray, sample_rate: int, context: AsrContext) -> AsrResult:
         if pcm.size == 0:
@@ -189,8 +195,8 @@ def create(options: Mapping[str, Any], key: str) -> VibeVoiceVllmAsr:
     engine = VibeVoiceVllmAsr(parse_options(options, key))
     if engine.options.probe:
         try:
-            engine.probe()
-        except EngineUnavailable:
+            engine.probe(key)
+        except (EngineUnavailable, ConfigError):
             engine.close()
             raise
     return engine

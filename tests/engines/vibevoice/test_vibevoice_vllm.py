@@ -83,7 +83,7 @@ def test_ecommerce_call_with_tenant_extra_sends_this_exact_context(openai_server
     engine.close()
     assert openai_server.requests[0]["messages"][1]["content"][1]["text"] == (
         "This is a 3.00 seconds audio, with extra info: 하늘마켓, 무료배송, 당일배송, 새벽배송, 반품, 교환, "
-        "포인트, 쿠폰, 할인코드, 회원등급, 로켓배송, 네이버페이, 카카오페이, N페이, 프로모션 코드, 환불\n\n" + KEYS)
+        "포인트, 쿠폰, 할인코드, 회원등급, 로켓배송, 네이버페이, 카카오페이, N페이, 프로모션 코드, 반품 신청\n\n" + KEYS)
 
 
 def test_truncated_answer_keeps_complete_segments(openai_server: ScriptedOpenAI) -> None:
@@ -160,8 +160,14 @@ def test_threads_share_keep_alive_connections(openai_server: ScriptedOpenAI) -> 
 
 def test_create_probes_the_server_and_model(openai_server: ScriptedOpenAI) -> None:
     openai_server.models = ("qwen2.5-7b-instruct",)
-    with pytest.raises(EngineUnavailable, match="not 'vibevoice'"):
-        engine_for(openai_server)
+    with pytest.raises(ConfigError, match=r"k\.model.*'vibevoice' but the vLLM server .* serves 'qwen2.5-7b-instruct'"):
+        create({"base_url": openai_server.url}, "k")
+    openai_server.models = ("vibevoice",)  # what the plugin's launcher serves; the old example said vibevoice-asr
+    with pytest.raises(ConfigError, match="'vibevoice-asr' but .* serves 'vibevoice'"):
+        create({"base_url": openai_server.url, "model": "vibevoice-asr"}, "k")
+    openai_server.models = ()
+    with pytest.raises(EngineUnavailable, match="serves no model yet"):
+        create({"base_url": openai_server.url}, "k")
     with pytest.raises(EngineUnavailable, match="no vLLM server"):
         create({"base_url": "http://127.0.0.1:9", "connect_timeout_s": 0.2}, "k")
     create({"base_url": "http://127.0.0.1:9", "probe": False}, "k").close()
