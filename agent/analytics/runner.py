@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agent.analytics.model import CallAnalytics
 from agent.analytics.settings import AnalyticsSettings, parse_analytics
 from agent.analytics.store import analyze_call
 from agent.config import Config
@@ -51,8 +52,10 @@ class ObservedStore:
 
 class AnalyticsRunner:
     def __init__(self, db: Database, settings: AnalyticsSettings, tts_engine: str,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 on_done: Callable[[CallAnalytics], None] | None = None):
         self.db = db
+        self.on_done = on_done
         self.settings = settings
         self.tts_engine = tts_engine
         self.clock = clock
@@ -92,10 +95,19 @@ class AnalyticsRunner:
                 continue
             if done is not None:
                 self.stats["analyzed"] += 1
+                if self.on_done is not None:
+                    self.on_done(done)
             elif attempt < TRIES:
                 self._put(call_id, RETRY_S, attempt + 1)  # the end is not written yet
             else:
                 self.stats["gave_up"] += 1
+
+
+def count_analytics(stats: Any, a: CallAnalytics) -> None:
+    """Feeds one call's quality and cost to the controller's counters (callagent_cost_krw_total, …)."""
+    c = a.cost
+    stats.record_analytics(a.quality_score, {"llm": c.llm_krw, "asr": c.asr_krw, "tts": c.tts_krw,
+                                             "gpu": c.gpu_krw, "telephony": c.telephony_krw}, c.gpu_seconds)
 
 
 def instrument(deps: Any, db: Database | None, cfg: Config) -> AnalyticsRunner | None:
@@ -106,7 +118,8 @@ def instrument(deps: Any, db: Database | None, cfg: Config) -> AnalyticsRunner |
     settings = parse_analytics(cfg.analytics)
     runner = None
     if db is not None and settings.run_at_call_end:
-        runner = AnalyticsRunner(db, settings, cfg.tts.engine)
+        runner = AnalyticsRunner(db, settings, cfg.tts.engine,
+                                 on_done=None if deps.stats is None else lambda a: count_analytics(deps.stats, a))
         observers.append(runner.on_op)
     deps.store = ObservedStore(deps.store, observers)
     return runner

@@ -26,7 +26,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from agent.ops.stats import HISTOGRAMS, OUTCOMES, ControllerStats
+from agent.ops.stats import COST_PARTS, HISTOGRAMS, OUTCOMES, ControllerStats
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,15 @@ class ControllerCollector(Collector):
         yield escalations
         for name in HISTOGRAMS:
             yield _histogram(stats, name)
+        yield CounterMetricFamily("callagent_calls_analyzed", "Calls whose post-call analytics were computed",
+                                  value=stats.calls_analyzed)
+        cost = CounterMetricFamily("callagent_cost_krw", "Estimated cost of analysed calls in won, by part",
+                                   labels=("part",))
+        for part in COST_PARTS:
+            cost.add_metric((part,), stats.cost_krw[part])
+        yield cost
+        yield CounterMetricFamily("callagent_gpu_seconds", "GPU busy seconds of analysed calls (ASR + TTS)",
+                                  value=stats.gpu_seconds)
         yield from _llm_tokens()
         yield from self.gpu.collect()
         yield from _fallbacks()

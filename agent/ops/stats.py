@@ -21,6 +21,8 @@ SAMPLES_KEPT = 10_000
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 OVERHEAD_BUCKETS_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 FIRST_AUDIO_BUCKETS_MS = (50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0)
+QUALITY_BUCKETS = (20.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0)
+COST_PARTS = ("llm", "asr", "tts", "gpu", "telephony")
 # Calls whose start was seen but whose end was not (a crash): forget the oldest beyond this.
 OPEN_CALLS_KEPT = 20_000
 # How a stored call ended → the outcome label of callagent_calls_ended_total.
@@ -83,6 +85,7 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
                                "+ transcript to playback)", LATENCY_BUCKETS_S),
     "turn_overhead_ms": ("Controller's own time per turn, ms", OVERHEAD_BUCKETS_MS),
     "turn_first_audio_ms": ("Transcript in to PLAYBACK_START, ms", FIRST_AUDIO_BUCKETS_MS),
+    "call_quality_score": ("Quality score of each analysed call, 0-100 (docs/analytics.md)", QUALITY_BUCKETS),
 }
 
 
@@ -104,6 +107,10 @@ class ControllerStats:
     calls_ended: Counter[tuple[str, str]] = field(default_factory=Counter)
     histograms: dict[str, Histogram] = field(
         default_factory=lambda: {name: Histogram(bounds) for name, (_, bounds) in HISTOGRAMS.items()})
+    # From each call's analytics (agent/analytics/runner.py): estimated won by part, GPU-seconds, calls analysed.
+    cost_krw: Counter[str] = field(default_factory=Counter)
+    gpu_seconds: float = 0.0
+    calls_analyzed: int = 0
     _open: OrderedDict[str, _OpenCall] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -126,6 +133,15 @@ class ControllerStats:
                 self._turn(op)
             elif kind == "call_end":
                 self._call_end(op)
+
+    def record_analytics(self, quality_score: float, cost_parts: Mapping[str, float], gpu_seconds: float) -> None:
+        """One analysed call: its quality score and cost (`cost_parts`: part → ₩, parts of COST_PARTS)."""
+        with self._lock:
+            self.calls_analyzed += 1
+            self.histograms["call_quality_score"].observe(quality_score)
+            for part in COST_PARTS:
+                self.cost_krw[part] += float(cost_parts.get(part, 0.0))
+            self.gpu_seconds += gpu_seconds
 
     def _call_start(self, call_id: str) -> None:
         if call_id in self._open:  # answered: the same call's start is written again

@@ -49,6 +49,7 @@ def test_a_call_ending_through_the_store_is_analysed_and_counted(db, tmp_path):
     assert row is not None and row["gaps_ms"] == [1080.0] and row["llm_prompt_tokens"] == 500
     assert row["caller_speech_s"] == 1.5 and row["resolution"] == "resolved"
     assert deps.stats.calls_started == 1 and deps.stats.calls_ended[("completed", "agent_hangup")] == 1
+    assert deps.stats.calls_analyzed == 1 and deps.stats.cost_krw["telephony"] == row["cost"]["telephony_krw"]
 
 
 def test_backfill_since(db, monkeypatch, capsys, tmp_path):

@@ -162,14 +162,17 @@ def test_metric_name_parser():
         {"callagent_x_bucket", "y"}
 
 
+def _rules() -> list[dict]:
+    return [r for g in yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"] for r in g["rules"]]
+
+
 def _alert_exprs() -> list[str]:
-    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
-    return [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    return [r["expr"] for r in _rules()]
 
 
 def test_grafana_and_alerts_use_only_exported_metrics():
     assert GRAFANA, "ops/grafana/*.json missing"
-    names = exported()
+    names = exported() | {r["record"] for r in _rules() if "record" in r}
     exprs = _alert_exprs()
     for path in GRAFANA:
         board = json.loads(path.read_text(encoding="utf-8"))
@@ -185,9 +188,21 @@ def test_every_measurable_plan_threshold_has_an_alert():
                               ("callagent_llm_response_seconds", "> 1"), ("callagent_voice_to_voice_seconds", "> 2"),
                               ("callagent_gpu_memory_used_ratio", "> 0.95"),
                               ("callagent_gpu_utilization_ratio", "> 0.9"), ('outcome="completed"', "< 0.7"),
-                              ('outcome="transferred"', "> 0.3")):
+                              ('outcome="transferred"', "> 0.3"), ("callagent:calls_per_gpu_hour:1h", "< ")):
         assert any(metric in e and threshold in e for e in _alert_exprs()), (metric, threshold)
     assert "WER" in text and "CSAT" in text  # the unmeasured lines say why they are missing
+
+
+def test_analysed_calls_feed_cost_and_quality():
+    stats = ControllerStats()
+    stats.record_analytics(85.0, {"llm": 1.5, "telephony": 20.0}, 3.0)
+    stats.record_analytics(45.0, {"gpu": 2.0, "telephony": 10.0}, 1.8)
+    m = _scrape(stats)
+    assert m["callagent_calls_analyzed_total"][()] == 2
+    assert m["callagent_cost_krw_total"][(("part", "telephony"),)] == 30.0
+    assert m["callagent_cost_krw_total"][(("part", "llm"),)] == 1.5 and m["callagent_gpu_seconds_total"][()] == 4.8
+    q = m["callagent_call_quality_score_bucket"]
+    assert q[(("le", "40.0"),)] == 0 and q[(("le", "50.0"),)] == 1 and q[(("le", "90.0"),)] == 2
 
 
 @pytest.fixture
