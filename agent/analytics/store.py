@@ -1,13 +1,16 @@
-"""Reads a stored call, analyses it, writes `call_analytics` (sql/007); and the `callagent analyze` backfill."""
+"""Reads a stored call, analyses it, writes `call_analytics` (sql/007); and the `callagent analyze` backfill.
+
+SQL over the connection agent.store.db hands out; JSON goes in as text cast to jsonb, so psycopg stays
+imported by agent/store alone.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
-
-from psycopg.types.json import Jsonb
 
 from agent.analytics.model import VERSION, CallAnalytics, analyze
 from agent.analytics.settings import AnalyticsSettings
@@ -24,11 +27,11 @@ INSERT INTO call_analytics (call_id, version, analyzed_at, started_at, duration_
     barge_ins, replies, quality_score, quality_parts, llm_prompt_tokens, llm_completion_tokens, asr_engine,
     asr_seconds, tts_engine, tts_seconds, gpu_seconds, cost_krw, cost)
 VALUES (%(call_id)s, %(version)s, now(), %(started_at)s, %(duration_s)s, %(caller_speech_s)s, %(agent_speech_s)s,
-    %(caller_share)s, %(gaps_ms)s, %(gap_p50_ms)s, %(gap_max_ms)s, %(gaps_over_limit)s, %(sentiment)s,
+    %(caller_share)s, %(gaps_ms)s, %(gap_p50_ms)s, %(gap_max_ms)s, %(gaps_over_limit)s, %(sentiment)s::jsonb,
     %(sentiment_avg)s, %(sentiment_end)s, %(sentiment_trend)s, %(intents)s, %(tools)s, %(tool_failures)s,
-    %(resolution)s, %(resolution_reason)s, %(compliance)s, %(compliance_ok)s, %(barge_ins)s, %(replies)s,
-    %(quality_score)s, %(quality_parts)s, %(llm_prompt_tokens)s, %(llm_completion_tokens)s, %(asr_engine)s,
-    %(asr_seconds)s, %(tts_engine)s, %(tts_seconds)s, %(gpu_seconds)s, %(cost_krw)s, %(cost)s)
+    %(resolution)s, %(resolution_reason)s, %(compliance)s::jsonb, %(compliance_ok)s, %(barge_ins)s, %(replies)s,
+    %(quality_score)s, %(quality_parts)s::jsonb, %(llm_prompt_tokens)s, %(llm_completion_tokens)s, %(asr_engine)s,
+    %(asr_seconds)s, %(tts_engine)s, %(tts_seconds)s, %(gpu_seconds)s, %(cost_krw)s, %(cost)s::jsonb)
 ON CONFLICT (call_id) DO UPDATE SET
 """ + ", ".join(f"{c} = EXCLUDED.{c}" for c in (
     "version", "analyzed_at", "started_at", "duration_s", "caller_speech_s", "agent_speech_s", "caller_share",
@@ -66,22 +69,26 @@ def analyze_call(db: Database, call_id: str, settings: AnalyticsSettings | None 
         return analyze_in(conn, call_id, settings or AnalyticsSettings(), tts_engine)
 
 
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def save(conn: Any, a: CallAnalytics, started_at: datetime) -> None:
     c = a.cost
     conn.execute(_UPSERT, {
         "call_id": a.call_id, "version": a.version, "started_at": started_at, "duration_s": a.duration_s,
         "caller_speech_s": a.caller_speech_s, "agent_speech_s": a.agent_speech_s, "caller_share": a.caller_share,
         "gaps_ms": a.gaps_ms, "gap_p50_ms": a.gap_p50_ms, "gap_max_ms": a.gap_max_ms,
-        "gaps_over_limit": a.gaps_over_limit, "sentiment": Jsonb(a.sentiment), "sentiment_avg": a.sentiment_avg,
+        "gaps_over_limit": a.gaps_over_limit, "sentiment": _json(a.sentiment), "sentiment_avg": a.sentiment_avg,
         "sentiment_end": a.sentiment_end, "sentiment_trend": a.sentiment_trend, "intents": a.intents,
         "tools": a.tools, "tool_failures": a.tool_failures, "resolution": a.resolution,
-        "resolution_reason": a.resolution_reason, "compliance": Jsonb(a.compliance),
+        "resolution_reason": a.resolution_reason, "compliance": _json(a.compliance),
         "compliance_ok": a.compliance_ok, "barge_ins": a.barge_ins, "replies": a.replies,
-        "quality_score": a.quality_score, "quality_parts": Jsonb(a.quality_parts),
+        "quality_score": a.quality_score, "quality_parts": _json(a.quality_parts),
         "llm_prompt_tokens": c.llm_prompt_tokens, "llm_completion_tokens": c.llm_completion_tokens,
         "asr_engine": c.asr_engine, "asr_seconds": c.asr_seconds, "tts_engine": c.tts_engine,
         "tts_seconds": c.tts_seconds, "gpu_seconds": c.gpu_seconds, "cost_krw": c.total_krw,
-        "cost": Jsonb(c.as_dict()),
+        "cost": _json(c.as_dict()),
     })
 
 
