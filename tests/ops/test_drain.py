@@ -17,7 +17,6 @@ import pytest
 
 from agent.call.controller import ControllerThread
 from agent.sim import CallScript, FreeSwitchSim
-from agent.sim.listener import OutboundListener
 from agent.store.calls import list_calls
 from tests.call.harness import Stack, make_stack
 
@@ -42,21 +41,19 @@ def refused(port: int) -> bool:
 
 
 class SocketHosts:
-    """The dialplan's `socket hostA|hostB async full`: each host in order; only a failed connect moves on."""
+    """Which host of the dialplan's `socket hostA|hostB async full` took each call (the simulator dials them in
+    order and moves on only when a connect fails, as FreeSWITCH does)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, hosts: list[tuple[str, int]]):
-        self.hosts = hosts
-        self.served_by: dict[str, int] = {}
-        original = OutboundListener.dial
+    def __init__(self, sim: FreeSwitchSim):
+        self.sim = sim
+        self.seen: dict[str, int] = {}
 
-        async def dial(listener: OutboundListener, host: str, port: int) -> bool:
-            for h, p in self.hosts:
-                if await original(listener, h, p):
-                    self.served_by[listener.uuid] = p
-                    return True
-            return False
-
-        monkeypatch.setattr(OutboundListener, "dial", dial)
+    @property
+    def served_by(self) -> dict[str, int]:
+        for uuid, ch in list(self.sim.channels.items()):
+            if uuid not in self.seen and ch.listener is not None and ch.listener.connected.is_set():
+                self.seen[uuid] = ch.log.dials[-1][1]
+        return self.seen
 
 
 class SimLoop:
@@ -77,8 +74,16 @@ class SimLoop:
             self.loop.call_soon_threadsafe(functools.partial(channel.hangup, "NORMAL_CLEARING", by="caller"))
 
     def close(self) -> None:
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
 
 def second_controller(stack: Stack) -> ControllerThread:
@@ -86,11 +91,11 @@ def second_controller(stack: Stack) -> ControllerThread:
 
 
 @pytest.fixture
-def two_hosts(tmp_path, db, monkeypatch):
+def two_hosts(tmp_path, db):
     stack = make_stack(tmp_path, db, overrides={"controller": {"max_calls": 2}})
     b = second_controller(stack)
-    hosts = SocketHosts(monkeypatch, [("127.0.0.1", stack.controller.port), ("127.0.0.1", b.port)])
-    sim = SimLoop(stack.sim(speed=SPEED))
+    fs = FreeSwitchSim([("127.0.0.1", stack.controller.port), ("127.0.0.1", b.port)], speed=SPEED)
+    sim, hosts = SimLoop(fs), SocketHosts(fs)
     yield stack, b, hosts, sim
     sim.close()
     b.stop()
@@ -114,6 +119,7 @@ def test_full_host_refuses_so_calls_move_to_the_host_with_room(two_hosts):
     assert refused(a.port) and refused(b.port)
     assert a.controller.rejected == 1 and b.controller.rejected == 1
     overflow_log = sim.call(CallScript(name="no-room", steps=[{"sleep": 1}])).result(30)
+    assert overflow_log.dials == [("127.0.0.1", a.port), ("127.0.0.1", b.port)]  # tried A, then B
     assert overflow_log.ended_by == "agent_unreachable" and overflow_log.fell_through  # no room anywhere
 
     uuids = list(hosts.served_by)
@@ -127,6 +133,7 @@ def test_full_host_refuses_so_calls_move_to_the_host_with_room(two_hosts):
         sim.hang_up(uuid)
     logs = [f.result(30) for f in futures]
     assert not any(log.fell_through or log.transfer for log in logs)  # nobody went to humans while room existed
+    assert [log.dials for log in logs[2:4]] == [[("127.0.0.1", a.port), ("127.0.0.1", b.port)]] * 2
     assert all(not log.errors for log in logs), [log.errors for log in logs]
 
 
@@ -143,13 +150,13 @@ def test_drain_mid_load_loses_no_call(two_hosts, db):
     assert snapshot["draining"] and snapshot["active"] == 2  # drained mid-call, both calls still up
     assert refused(a.port)
     later = sim.call(CallScript(name="after-drain", steps=[{"wait_idle": {}}, "hangup"])).result(60)
-    assert hosts.served_by[later.uuid] == b.port and not later.fell_through
+    assert later.dials[-1] == ("127.0.0.1", b.port) and not later.fell_through
 
     logs = [f.result(60) for f in first]
     assert a.join(30), "the drained controller did not stop after its last call"
     for log in logs:
         assert not log.errors, log.errors
-        assert hosts.served_by[log.uuid] == a.port
+        assert log.dials == [("127.0.0.1", a.port)]
         assert not log.fell_through and log.transfer is None and log.ended_by == "caller"
         replies = [h for h in log.heard if h.headers.get("utt_id", "").startswith("r")]
         assert replies and replies[-1].status == "done"  # the turn after the drain was answered in full
