@@ -43,7 +43,8 @@ def user_prompt(duration_s: float, context: str = "") -> str:
 def token_budget(duration_s: float, cap: int) -> int:
     """max_tokens for one utterance: enough for fast Korean speech plus the JSON keys, and small enough
     that a repetition loop ends within a second or two instead of running to the configured cap."""
-    return max(16, min(cap, 64 + math.ceil(12 * duration_s)))
+    # Fast Korean is ~8 syllables/s, about as many tokens, plus ~25 tokens of JSON per segment: 20 per second.
+    return max(16, min(cap, 64 + math.ceil(20 * duration_s)))
 
 
 def _keep_one(match: re.Match[str]) -> str:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 NAME = "vibevoice-vllm"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+CUT_TAIL_S = 1.0  # output cut with more than this much audio untranscribed: retry with a bigger budget
 DEFAULT_MODEL = "vibevoice"  # --served-model-name of the plugin's launcher
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
@@ -110,6 +111,7 @@ class VibeVoiceVllmAsr:
 
     def __init__(self, options: VllmAsrOptions, *, transport: httpx.BaseTransport | None = None):
         self.options = options
+        self.budget_retries = 0  # utterances asked again because fast speech outran max_tokens
         headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
         self._client = httpx.Client(
             base_url=options.base_url,
@@ -145,23 +147,39 @@ class VibeVoiceVllmAsr:
         body = build_request(self.options.model, data_uri, duration_s, context.prompt_text(),
                              self.options.max_tokens)
         deadline = time.monotonic() + self.options.timeout_s
+        content, finish = self._post_with_retries(body, deadline, context)
+        segments = fmt.parse_transcription(content, duration_s)
+        if finish == "length":
+            covered = max((seg.end for seg in segments), default=0.0)
+            bigger = min(self.options.max_tokens, body["max_tokens"] * 2)
+            if covered < duration_s - CUT_TAIL_S and bigger > body["max_tokens"] \
+                    and deadline - time.monotonic() > self.options.connect_timeout_s:
+                # Fast speech outran the budget (not a loop: the end of the audio is missing): once more, bigger.
+                log.warning("vibevoice-vllm output cut at %.1f of %.1f s by max_tokens=%d; retrying with %d",
+                            covered, duration_s, body["max_tokens"], bigger, extra={"call_id": context.call_id})
+                self.budget_retries += 1
+                body = {**body, "max_tokens": bigger}
+                content, finish = self._post_with_retries(body, deadline, context)
+                segments = fmt.parse_transcription(content, duration_s)
+            if finish == "length":
+                # Still cut: usually a repetition loop; the parser keeps the complete segments.
+                log.warning("vibevoice-vllm output cut by max_tokens=%d", body["max_tokens"],
+                            extra={"call_id": context.call_id})
+        return fmt.to_result(segments, NAME)
+
+    def _post_with_retries(self, body: dict[str, Any], deadline: float,
+                           context: AsrContext) -> tuple[str, str | None]:
         attempt = 0
         while True:
             attempt += 1
             try:
-                content, finish = self._post(body, deadline)
-                break
+                return self._post(body, deadline)
             except _Retryable as exc:
                 left = deadline - time.monotonic()
                 if attempt > self.options.retries or left < self.options.connect_timeout_s:
                     raise EngineError(NAME, f"gave up after {attempt} attempt(s): {exc}", retryable=True) from exc
                 log.warning("vibevoice-vllm attempt %d failed (%s); retrying", attempt, exc,
                             extra={"call_id": context.call_id})
-        if finish == "length":
-            # Hit the token cap: usually a repetition loop; the parser keeps the complete segments.
-            log.warning("vibevoice-vllm output cut by max_tokens=%d", body["max_tokens"],
-                        extra={"call_id": context.call_id})
-        return fmt.to_result(fmt.parse_transcription(content, duration_s), NAME)
 
     def _post(self, body: dict[str, Any], deadline: float) -> tuple[str, str | None]:
         left = deadline - time.monotonic()

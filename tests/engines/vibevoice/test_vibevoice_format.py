@@ -53,6 +53,7 @@ def test_result_text_drops_non_speech_tags() -> None:
 
 
 def test_budget_and_speaker_prefix() -> None:
-    assert token_budget(1.0, 1024) == 76 and token_budget(600, 1024) == 1024 and token_budget(0, 8) == 16
+    assert token_budget(1.0, 1024) == 84 and token_budget(10.0, 1024) == 264
+    assert token_budget(600, 1024) == 1024 and token_budget(0, 8) == 16
     assert split_speaker_prefix("Speaker 1: 네") == (1, "네")
     assert split_speaker_prefix(" 네 ") == (None, "네")

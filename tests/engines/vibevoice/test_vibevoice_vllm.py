@@ -83,7 +83,8 @@ def test_ecommerce_call_with_tenant_extra_sends_this_exact_context(openai_server
     engine.close()
     assert openai_server.requests[0]["messages"][1]["content"][1]["text"] == (
         "This is a 3.00 seconds audio, with extra info: 하늘마켓, 무료배송, 당일배송, 새벽배송, 반품, 교환, "
-        "포인트, 쿠폰, 할인코드, 회원등급, 로켓배송, 네이버페이, 카카오페이, N페이, 프로모션 코드, 반품 신청\n\n" + KEYS)
+        "포인트, 쿠폰, 할인코드, 회원등급, 로켓배송, 네이버페이, 카카오페이, N페이, 프로모션 코드, "
+        "반품 신청\n\n" + KEYS)
 
 
 def test_truncated_answer_keeps_complete_segments(openai_server: ScriptedOpenAI) -> None:
@@ -97,6 +98,19 @@ def test_truncated_answer_keeps_complete_segments(openai_server: ScriptedOpenAI)
     assert [s.end for s in result.segments] == [1.0]
 
 
+def test_fast_speech_cut_by_the_budget_is_asked_again_with_a_bigger_one(openai_server: ScriptedOpenAI) -> None:
+    first = '[{"Start":0.0,"End":2.5,"Speaker":0,"Content":"주문한 거 언제 와요"},{"Start":2.6,"End":5.9,"Spe'
+    whole = ('[{"Start":0.0,"End":2.5,"Speaker":0,"Content":"주문한 거 언제 와요"},'
+             '{"Start":2.6,"End":5.9,"Speaker":0,"Content":"내일까지 꼭 받아야 하거든요"}]')
+    openai_server.replies = [Reply(finish_reason="length", content=first), Reply(content=whole)]
+    engine = engine_for(openai_server, max_tokens=1024)
+    result = engine.transcribe(tone(6.0, 8000), 8000, AsrContext())
+    engine.close()
+    assert result.text == "주문한 거 언제 와요 내일까지 꼭 받아야 하거든요"
+    budgets = [r["max_tokens"] for r in openai_server.requests]
+    assert budgets == [64 + 20 * 6, 2 * (64 + 20 * 6)] and engine.budget_retries == 1
+
+
 def test_repetition_loop_is_collapsed(openai_server: ScriptedOpenAI) -> None:
     loop = ", ".join(["요금제 변경"] * 30)
     openai_server.replies = [Reply(finish_reason="length", content=(
@@ -107,6 +121,7 @@ def test_repetition_loop_is_collapsed(openai_server: ScriptedOpenAI) -> None:
     result = engine.transcribe(tone(4.0, 8000), 8000, AsrContext())
     engine.close()
     assert result.text == "요금제 변경하고 싶어요 요금제 변경"
+    assert len(openai_server.requests) == 1  # the audio's end was transcribed: a loop, not asked again
 
 
 def test_server_error_then_success_is_one_retry(openai_server: ScriptedOpenAI) -> None:
