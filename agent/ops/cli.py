@@ -35,6 +35,9 @@ def _serve_ops(cfg: Config, controller, collector) -> None:
     from agent.ops.status import OpsServer
 
     registry = serve_metrics(collector, None)
+    from agent.store.quarantine import StoreCollector
+
+    registry.register(StoreCollector(controller.deps.store))  # quarantined records, spool, refused starts
     if cfg.controller.metrics_listen is not None:
         loop = gevent.get_hub().loop
         OpsServer(controller, registry, cfg.controller.metrics_listen,
@@ -149,6 +152,10 @@ def cmd_kb_index(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
+    if args.what == "faults":
+        from agent.ops.bench.faults import main as faults_main
+
+        return faults_main(cfg, args)
     from agent.ops.bench import main as bench_main
 
     return bench_main(cfg, args)
@@ -196,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("paths", nargs="+")
     index.add_argument("--pack", default=None, help="industry pack the documents belong to")
     index.set_defaults(fn=cmd_kb_index)
-    bench = sub.add_parser("bench", help="benchmarks (latency, load, asr, all)")
-    bench.add_argument("what", choices=("latency", "load", "asr", "all"))
+    bench = sub.add_parser("bench", help="benchmarks (latency, load, asr, all) and the fault suite (faults)")
+    bench.add_argument("what", choices=("latency", "load", "asr", "all", "faults"))
     bench.add_argument("--calls", type=int, default=None)
     bench.add_argument("--quick", action="store_true", help="fewer calls and files")
     bench.set_defaults(fn=cmd_bench)
