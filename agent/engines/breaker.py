@@ -109,6 +109,7 @@ class FailoverTts:
         self.primary = primary
         self.name = primary.name
         self.cache_tag = getattr(primary, "cache_tag", primary.name)
+        self.language_voices = dict(getattr(primary, "language_voices", {}))
         self.breaker = breaker
         self._fallback = Lazy(fallback)
         self.served_by_fallback = 0

@@ -69,10 +69,13 @@ class EspeakTts:
         """`voice` if espeak-ng has it, else the default (after a fallback `voice` is another engine's)."""
         if _VOICE.fullmatch(voice) and voice.split("+", 1)[0].lower() in self._voices:
             return voice
+        # Another engine's voice named by language ("en-Carter_man", "kr-Spk0_woman"): that language's voice.
+        lang = {"kr": "ko"}.get(voice[:2].lower(), voice[:2].lower())
+        chosen = lang if lang in self._voices and lang in self.language_voices else self.default_voice
         if voice not in self._warned:
             self._warned.add(voice)
-            log.warning("espeak-ng has no voice %r; using %r", voice, self.default_voice)
-        return self.default_voice
+            log.warning("espeak-ng has no voice %r; using %r", voice, chosen)
+        return chosen
 
     def synthesize(self, text: str, voice: str) -> Iterator[AudioChunk]:
         text = " ".join(text.split())  # espeak-ng treats a newline as a pause; the chunker already split

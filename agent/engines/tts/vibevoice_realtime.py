@@ -194,6 +194,9 @@ class VibeVoiceRealtimeTts:
         self.pool: FairPool[_Instance] = FairPool([_Instance(i, m) for i, m in enumerate(models)], name=NAME)
         self._warned_voices: set[str] = set()
         self.capped = 0  # sentences cut at their audio cap
+        # An English preset among the voices ("en-Carter_man") speaks to English callers (Speaker reads this).
+        english = next((v for v in self._presets if v.startswith("en-")), None)
+        self.language_voices = {"en": english} if english else {}
 
     def synthesize(self, text: str, voice: str, *, call_id: str = "") -> Iterator[AudioChunk]:
         preset = self._preset(voice)

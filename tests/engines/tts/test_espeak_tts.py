@@ -93,3 +93,12 @@ def test_garbage_output_is_an_engine_error(tmp_path: Path) -> None:
     engine = espeak.create({"binary": _fake_binary(tmp_path, "echo not-a-wav-file")}, KEY)
     with pytest.raises(EngineError, match="unreadable WAV"):
         list(engine.synthesize(TEXT, "ko"))
+
+
+def test_another_engines_voice_maps_to_its_language() -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make system-packages)")
+    engine = espeak.EspeakTts()
+    assert engine._voice("en-Carter_man") == "en"  # a VibeVoice English preset, after a fallback
+    assert engine._voice("kr-Spk0_woman") == "ko"
+    assert engine._voice("zz-nothing") == "ko"
