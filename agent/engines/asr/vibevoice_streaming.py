@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,7 +91,9 @@ def _ws_url(base_url: str) -> str:
 class StreamSession:
     """One live stream: `feed` audio as it arrives, read `partials()`, then `finish()` for the result.
 
-    `feed` and `finish` are for one producer thread; `partials` may be read from another thread.
+    `feed` and `finish` are for one producer thread; `partials` may be read from another thread, or
+    `on_partial` registers a callback that this session's own reader thread calls, so a caller with a shared
+    thread pool holds none of its threads for the length of a call.
     """
 
     def __init__(self, ws: ClientConnection, *, call_id: str, server_rate: int, final_timeout_s: float):
@@ -107,6 +109,8 @@ class StreamSession:
         self._error: EngineError | None = None
         self._ended = False
         self._samples_in = 0  # at the server rate, for the duration of the whole stream
+        self._callback: Callable[[Partial], None] | None = None
+        self._callback_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name=f"{NAME}-{call_id}", daemon=True)
         self._reader.start()
 
@@ -134,6 +138,29 @@ class StreamSession:
             self._ws.send(audio.astype("<f4").tobytes())
         except (WebSocketException, OSError) as exc:
             raise EngineError(NAME, f"stream lost: {type(exc).__name__}", retryable=True) from exc
+
+    def on_partial(self, callback: Callable[[Partial], None]) -> None:
+        """Delivers each partial (those already received first) to `callback` on the reader thread."""
+        with self._callback_lock:
+            self._callback = callback
+            waiting: list[Partial] = []
+            while True:
+                try:
+                    item = self._partials.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._partials.put(None)
+                    break
+                waiting.append(item)
+            for item in waiting:
+                self._deliver(callback, item)
+
+    def _deliver(self, callback: Callable[[Partial], None], item: Partial) -> None:
+        try:
+            callback(item)
+        except Exception:  # noqa: BLE001 - a consumer's bug must not end the stream
+            log.exception("call %s: partial callback failed", self.call_id)
 
     def partials(self, timeout: float = PARTIAL_WAIT_S) -> Iterator[Partial]:
         """Partial results as they come, until the stream is done; `timeout` bounds each wait."""
@@ -219,7 +246,13 @@ class StreamSession:
         if text:
             self._texts.append(text)
         chunk = data["chunk"] if isinstance(data["chunk"], int) else len(self._texts)
-        self._partials.put(Partial(chunk=chunk, text=text, speaker=speaker, transcript=" ".join(self._texts)))
+        partial = Partial(chunk=chunk, text=text, speaker=speaker, transcript=" ".join(self._texts))
+        with self._callback_lock:
+            callback = self._callback
+            if callback is None:
+                self._partials.put(partial)
+                return
+            self._deliver(callback, partial)
 
 
 class VibeVoiceStreamingAsr:

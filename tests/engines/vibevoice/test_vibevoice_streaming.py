@@ -47,6 +47,24 @@ def test_live_stream_yields_partials_then_the_final_result(streaming_server: Fak
     assert result.segments == (AsrSegment("말0 말1 말2 말3", 0.0, pytest.approx(1.6, abs=0.01), 0),)
 
 
+def test_partials_by_callback_hold_no_thread_of_the_callers_pool(streaming_server: FakeStreamingAsr) -> None:
+    engine = engine_for(streaming_server)
+    session = engine.open_stream(AsrContext(call_id="call-1"))
+    got: list[tuple[str, str]] = []
+    audio = tone(1.6, 8000)
+    session.feed(audio[:4000], 8000)
+    session.on_partial(lambda p: got.append((p.text, threading.current_thread().name)))
+    session.on_partial(lambda p: got.append((p.text, threading.current_thread().name)))  # idempotent
+    for start in range(4000, audio.size, 160):
+        session.feed(audio[start:start + 160], 8000)
+    result = session.finish()
+    engine.close()
+    assert [t for t, _ in got] == ["말0", "말1", "말2", "말3"] and result.text == "말0 말1 말2 말3"
+    # Delivered by the session's reader (or, for partials that came before registering, the registering
+    # thread): never a thread the caller had to lend for the whole call.
+    assert {n for _, n in got} <= {f"{NAME}-call-1", threading.current_thread().name}
+
+
 def test_stream_is_sticky_per_call(streaming_server: FakeStreamingAsr) -> None:
     engine = engine_for(streaming_server)
     first = engine.open_stream(AsrContext(call_id="call-7"))
