@@ -53,6 +53,7 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     controller = Controller(build_call_deps(cfg, _db(cfg)))
     _serve_ops(cfg, controller, ControllerCollector(controller))
     controller.serve_forever()  # returns once a SIGTERM drain is done
+    controller.deps.store.close()  # the drained calls' last records reach PostgreSQL (or the spool) first
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import socket
 import threading
 import time
@@ -183,3 +184,77 @@ def test_drain_timeout_hands_live_calls_to_humans(tmp_path, db, monkeypatch):
         sim.close()
         stack.stop()
 
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sigterm_drains_the_running_controller_process(tmp_path, db):
+    """`callagent run` as installed: SIGTERM → refused at once, /ready 503, the live call finishes, exit 0."""
+    import dataclasses
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    import psycopg
+    import yaml
+
+    from agent.config import parse_config
+    from agent.engines.asr.fake import FakeAsr
+    from agent.worker.server import WorkerThread
+
+    cfg = parse_config({"worker": {"allow_text_injection": True}}, base_dir=str(tmp_path))
+    worker = WorkerThread(dataclasses.replace(cfg, worker=dataclasses.replace(cfg.worker, listen=("127.0.0.1", 0))),
+                          FakeAsr(text="")).start()
+    esl, ops = free_port(), free_port()
+    parts = psycopg.conninfo.conninfo_to_dict(db.dsn)
+    dsn = " ".join(f"{k}={v}" for k, v in sorted(parts.items(), key=lambda kv: kv[0] != "dbname"))
+    config = tmp_path / "callagent.yaml"
+    config.write_text(yaml.safe_dump({
+        "log_format": "json",
+        "controller": {"listen": f"127.0.0.1:{esl}", "metrics_listen": f"127.0.0.1:{ops}", "drain_timeout_s": 60,
+                       "fork_url": f"ws://127.0.0.1:{worker.port}"},
+    }))
+    env = {**os.environ, "CALLAGENT_DB_DSN": dsn}
+    proc = subprocess.Popen([sys.executable, "-m", "agent.ops.cli", "--config", str(config), "run"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sim = SimLoop(FreeSwitchSim(("127.0.0.1", esl), speed=SPEED))
+    url = f"http://127.0.0.1:{ops}"
+
+    def ready() -> int:
+        try:
+            return httpx.get(f"{url}/ready", timeout=2).status_code
+        except httpx.HTTPError:
+            return 0
+
+    try:
+        wait_for(lambda: ready() == 200 or proc.poll() is not None, timeout=180)
+        assert proc.poll() is None, proc.stdout.read()
+        future = sim.call(CallScript(steps=HOLD))
+        wait_for(lambda: httpx.get(f"{url}/status", timeout=2).json()["active"] == 1)
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: ready() == 503)
+        assert refused(esl)  # FreeSWITCH would try the next host now
+        status = httpx.get(f"{url}/status", timeout=2).json()
+        assert status["draining"] and status["active"] == 1 and status["calls"][0]["state"] == "active"
+        assert proc.poll() is None  # still up for the live call
+        sim.hang_up(status["calls"][0]["call_id"])
+        log = future.result(60)
+        assert proc.wait(60) == 0
+        assert not log.errors and not log.fell_through and log.ended_by == "caller"
+        lines = [json.loads(line) for line in proc.stdout.read().splitlines() if line.startswith("{")]
+        assert any(r["message"].startswith("draining: 1 live calls") for r in lines)
+        with db.connection() as conn:
+            row = conn.execute("SELECT end_reason FROM calls WHERE call_id = %s", (log.uuid,)).fetchone()
+        assert row is not None and row["end_reason"] == "caller_hangup"  # written before the process exited
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sim.close()
+        worker.stop()
