@@ -138,6 +138,8 @@ class Proxy:
                 data = await src.read(CHUNK)
                 if not data:
                     break
+                while pair.frozen:  # frozen while this read was pending: hold what it got
+                    await asyncio.sleep(FROZEN_POLL_S)
                 dst.write(data)
                 await dst.drain()
         except (OSError, asyncio.IncompleteReadError):
