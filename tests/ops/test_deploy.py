@@ -213,3 +213,33 @@ def test_every_disruption_budget_selects_pods_that_exist():
     for name, pdb in by_kind("PodDisruptionBudget").items():
         want = pdb["spec"]["selector"]["matchLabels"]
         assert any(want.items() <= lab.items() for lab in labels), name
+
+
+def test_kustomize_builds_every_manifest():
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    out = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=120, check=True)
+    built = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert len(built) == sum(1 for _, d in manifests() if d["kind"] != "Kustomization")
+    assert all(d["metadata"].get("namespace") == "callagent" for d in built if d["kind"] != "Namespace")
+
+
+def test_promtool_accepts_the_compose_prometheus_config(tmp_path):
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (make system-packages installs it)")
+    rules = REPO / "ops" / "prometheus" / "alerts.yml"
+    if not rules.exists():
+        pytest.skip("ops/prometheus/alerts.yml is not in this tree")
+    text = (DEPLOY / "prometheus" / "prometheus.yml").read_text().replace("/etc/prometheus/alerts.yml", str(rules))
+    (tmp_path / "prometheus.yml").write_text(text)
+    result = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
