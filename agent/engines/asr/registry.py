@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 ENGINES: dict[str, str] = {
     "vosk": "agent.engines.asr.vosk",
     "fake": "agent.engines.asr.fake",
+    "google": "agent.engines.asr.google",
     "vibevoice-vllm": "agent.engines.asr.vibevoice_vllm",
     "vibevoice-transformers": "agent.engines.asr.vibevoice_transformers",
     "vibevoice-streaming": "agent.engines.asr.vibevoice_streaming",

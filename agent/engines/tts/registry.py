@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 FALLBACK_ENGINE = "espeak"
 ENGINES: dict[str, str] = {
+    "azure": "agent.engines.tts.azure",
     "espeak": "agent.engines.tts.espeak",
     "fake": "agent.engines.tts.fake",
     "vibevoice-realtime": "agent.engines.tts.vibevoice_realtime",
