@@ -90,7 +90,7 @@ def cmd_calls(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
-    from agent.ops.status import fetch_status, render_status
+    from agent.ops.status import add_last_turns, fetch_status, render_status
 
     urls = list(args.url or cfg.controller.status_urls)
     if not urls and cfg.controller.metrics_listen is not None:
@@ -100,6 +100,11 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         print("callagent: no hosts: set controller.status_urls (or metrics_listen), or pass --url", file=sys.stderr)
         return 2
     hosts = fetch_status(urls)
+    if cfg.store.dsn is not None:  # each call's last turn, as stored
+        try:
+            add_last_turns(_db(cfg, migrate=False), hosts)
+        except Exception as exc:  # noqa: BLE001 - the live view must not depend on the database
+            print(f"callagent: last turns unavailable: {exc}", file=sys.stderr)
     print(json.dumps(hosts, ensure_ascii=False, indent=1) if args.json else render_status(hosts))
     return 1 if any("error" in h for h in hosts) else 0
 

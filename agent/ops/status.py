@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_S = 3.0
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+LAST_TURN_CHARS = 40
 
 
 class Observed(Protocol):
@@ -150,6 +152,26 @@ def fetch_status(urls: Sequence[str], timeout: float = FETCH_TIMEOUT_S) -> list[
     return out
 
 
+def add_last_turns(db: Any, hosts: Sequence[dict[str, Any]], now: datetime | None = None) -> None:
+    """Adds each live call's last stored turn (speaker, seconds ago, start of the text) from PostgreSQL."""
+    ids = [c["call_id"] for h in hosts for c in h.get("calls", []) if c.get("call_id")]
+    if not ids:
+        return
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT ON (call_id) call_id, speaker, started_at, text FROM turns "
+            "WHERE call_id = ANY(%s) ORDER BY call_id, seq DESC", (ids,)).fetchall()
+    last = {r["call_id"]: r for r in rows}
+    now = now or datetime.now(UTC)
+    for h in hosts:
+        for c in h.get("calls", []):
+            row = last.get(c.get("call_id"))
+            if row is not None:
+                text = row["text"] if len(row["text"]) <= LAST_TURN_CHARS else row["text"][:LAST_TURN_CHARS] + "…"
+                c["last_turn"] = {"speaker": row["speaker"], "text": text,
+                                  "ago_s": round((now - row["started_at"]).total_seconds(), 1)}
+
+
 def render_status(hosts: Sequence[Mapping[str, Any]]) -> str:
     lines: list[str] = []
     for h in hosts:
@@ -164,6 +186,9 @@ def render_status(hosts: Sequence[Mapping[str, Any]]) -> str:
             lines.append(f"  {c.get('call_id') or '-':36}  {c.get('state', '?'):11}  age {c.get('age_s', 0):7.1f}s"
                          + (f"  idle {idle:5.1f}s" if idle is not None else "")
                          + ("  in turn" if c.get("in_turn") else ""))
+            turn = c.get("last_turn")
+            if turn:
+                lines.append(f"      last: {turn['speaker']} {turn['ago_s']:.1f}s ago  {turn['text']}")
     return "\n".join(lines)
 
 

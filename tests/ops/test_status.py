@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from agent.ops.metrics import ControllerCollector, serve_metrics
-from agent.ops.status import OpsServer, drain_and_wait, fetch_status, render_status
+from agent.ops.status import OpsServer, add_last_turns, drain_and_wait, fetch_status, render_status
 from agent.ops.tail import TailError, tail
 from agent.sim import CallScript
 from tests.call.harness import make_stack
-from tests.ops.test_drain import HOLD, SPEED, SimLoop, wait_for
+from tests.ops.test_drain import SPEED, SimLoop, wait_for
 
 
 @pytest.fixture
@@ -29,11 +29,12 @@ def live_stack(tmp_path, db):
     stack.stop()
 
 
-def test_status_lists_live_calls_and_ready_turns_false_on_drain(live_stack):
+def test_status_lists_live_calls_and_ready_turns_false_on_drain(live_stack, db):
     stack, ops, sim = live_stack
     url = f"http://127.0.0.1:{ops.port}"
     assert httpx.get(f"{url}/ready").status_code == 200
-    future = sim.call(CallScript(steps=HOLD, variables={"callagent_industry": "banking"}))
+    talk_then_hold = [{"wait_idle": {}}, {"say_text": "배송 조회 부탁드려요"}, {"wait_idle": {}}, {"sleep": 600}]
+    future = sim.call(CallScript(steps=talk_then_hold, variables={"callagent_industry": "banking"}))
     a = stack.controller.controller
     wait_for(lambda: any(c.session is not None and c.session.state == "active" for c in a.calls.values()))
     (host,) = fetch_status([url])
@@ -42,8 +43,15 @@ def test_status_lists_live_calls_and_ready_turns_false_on_drain(live_stack):
     uuid = next(iter(sim.sim.channels))
     assert call["call_id"] == uuid and call["state"] == "active" and call["industry"] == "banking"
     assert call["age_s"] >= 0
+    def replied() -> bool:
+        stack.deps.store.flush(5)
+        add_last_turns(db, [host])
+        return call.get("last_turn", {}).get("speaker") == "agent" and "배송 조회" in call["last_turn"]["text"]
+
+    wait_for(replied)
+    assert call["last_turn"]["text"].endswith("…") and call["last_turn"]["ago_s"] >= 0  # cut at 40 characters
     text = render_status([host, {"url": "http://127.0.0.1:9", "error": "ConnectError: refused"}])
-    assert uuid in text and "1/200 calls" in text and "UNREACHABLE" in text
+    assert uuid in text and "1/200 calls" in text and "UNREACHABLE" in text and "last: agent" in text
     assert "callagent_calls_active 1.0" in httpx.get(f"{url}/metrics").text
 
     assert httpx.post(f"{url}/drain").status_code == 202  # what the Kubernetes preStop hook does
