@@ -1,4 +1,4 @@
-"""`callagent bench latency|load|asr|all`: measured numbers for this machine, as JSON under bench/results/ and
+"""`callagent bench latency|load|asr|turns|all`: measured numbers for this machine, as JSON under bench/results/ and
 Markdown tables on stdout (docs/benchmarks.md explains each number).
 """
 
@@ -21,7 +21,7 @@ from agent.config import Config
 log = logging.getLogger(__name__)
 
 RESULTS_DIR = "bench/results"
-PARTS = ("latency", "load", "asr")
+PARTS = ("latency", "load", "asr", "turns")
 
 
 def _run_part(part: str, cfg: Config, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -36,15 +36,20 @@ def _run_part(part: str, cfg: Config, args: argparse.Namespace, work: Path) -> d
         from agent.ops.bench import load
 
         return load.run(cfg, work, calls=args.calls, quick=args.quick)
+    if part == "turns":
+        from agent.ops.bench import turns
+
+        return turns.run(cfg, speech_dir(), quick=args.quick)
     from agent.ops.bench import asr
 
     return asr.run(cfg, speech_dir(), quick=args.quick)
 
 
 def _renderer(part: str) -> Callable[[dict[str, Any]], str]:
-    from agent.ops.bench import report
+    from agent.ops.bench import report, turns
 
-    return {"latency": report.latency_md, "load": report.load_md, "asr": report.asr_md}[part]
+    return {"latency": report.latency_md, "load": report.load_md, "asr": report.asr_md,
+            "turns": turns.turns_md}[part]
 
 
 def main(cfg: Config, args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -23,13 +24,17 @@ STAGGER_S = 6.0          # a new call every 6 s: a few overlap, as on a quiet li
 
 # (key, label, where it comes from) in table order.
 PARTS = (
-    ("eos_wait_ms", "End-of-speech wait (VAD silence)", "turn rows"),
+    ("eos_wait_ms", "End of turn: silence until decided", "turn rows"),
+    ("eot_sentence_end_ms", "  … turns ended by the sentence ending", "turn rows (eot)"),
+    ("eot_audio_model_ms", "  … turns ended by the audio model", "turn rows (eot)"),
+    ("eot_silence_ms", "  … turns ended by the fallback silence", "turn rows (eot)"),
     ("asr_ms", "ASR final transcript", "turn rows"),
     ("asr_wait_ms", "ASR wait after end of speech", "turn rows"),
     ("dialog_ms", "Dialog: transcript → first text", "turn rows"),
     ("tts_ms", "TTS: first text → first chunk", "turn rows"),
     ("overhead_ms", "Controller overhead (engines excluded)", "turn rows"),
     ("first_audio_ms", "Transcript → PLAYBACK_START", "turn rows"),
+    ("preemptive_lead_ms", "Preemptive lead: turn_preview → final", "turn rows"),
     ("residual_ms", "Audio/event paths between processes", "v2v − parts"),
     ("v2v_ms", "Voice-to-voice", "simulated channel"),
     ("greeting_ms", "Answer → greeting PLAYBACK_START", "simulated channel"),
@@ -70,6 +75,11 @@ def run(cfg: Config, work_dir: Path, speech_dir: Path, *, calls: int | None = No
     return result
 
 
+def _detail(row: dict[str, Any]) -> dict[str, Any]:
+    detail = row.get("detail") or {}
+    return json.loads(detail) if isinstance(detail, str) else detail
+
+
 def analyse(logs: list, rows: list[dict[str, Any]], child_stats: dict[str, Any], stack: AgentStack, *,
             clips: bool, wall_s: float, calls: int) -> dict[str, Any]:
     replies = c.agent_turns(rows)
@@ -79,14 +89,21 @@ def analyse(logs: list, rows: list[dict[str, Any]], child_stats: dict[str, Any],
                                              ("eos_wait_ms", "asr_ms", "asr_wait_ms", "dialog_ms", "tts_ms",
                                               "first_audio_ms")}
     values["overhead_ms"] = [c.overhead_ms(r) for r in replies]
+    eots = [(_detail(r).get("eot") or {}, r.get("eos_wait_ms")) for r in replies]
+    for reason in ("sentence_end", "audio_model", "silence"):
+        values[f"eot_{reason}_ms"] = [wait for eot, wait in eots if eot.get("reason") == reason]
+    values["preemptive_lead_ms"] = [_detail(r).get("preemptive_lead_ms") for r in replies]
     values["v2v_ms"], values["greeting_ms"], values["barge_in_ms"], values["residual_ms"] = [], [], [], []
     for log in logs:
         values["v2v_ms"] += c.voice_to_voice_ms(log)
         values["greeting_ms"].append(c.greeting_ms(log))
         values["barge_in_ms"] += c.barge_in_ms(log)
         values["residual_ms"] += c.reply_residuals_ms(log, c.agent_turns(rows, log.uuid))
+    # Parts a worker or controller does not report (no asr_wait_ms, no eot, no preemption) are left out.
     parts = {key: {"label": label, "source": source, **summary(values[key])} for key, label, source in PARTS
-             if key != "asr_wait_ms" or any(v is not None for v in values[key])}  # only where the worker reports it
+             if key in ("eos_wait_ms", "asr_ms", "dialog_ms", "tts_ms", "overhead_ms", "first_audio_ms",
+                        "residual_ms", "v2v_ms", "greeting_ms", "barge_in_ms")
+             or any(v is not None for v in values[key])}
     worker_ready, controller_ready = stack.worker.ready, stack.controller.ready
     return {
         "calls": calls, "stagger_s": STAGGER_S, "speed": 1.0, "wall_s": round(wall_s, 1),
@@ -95,6 +112,8 @@ def analyse(logs: list, rows: list[dict[str, Any]], child_stats: dict[str, Any],
         "engines": {"asr": worker_ready.get("engine"), "tts": controller_ready.get("tts"),
                     "dialog": controller_ready.get("policy")},
         "parts": parts,
+        "end_of_turn": {reason: sum(eot.get("reason") == reason for eot, _ in eots) / len(eots) if eots else None
+                        for reason in ("sentence_end", "audio_model", "silence", "forced")},
         "utterances": sum(len(log.utterances) for log in logs),
         "unanswered_utterances": sum(1 for v in values["v2v_ms"] if v is None),
         "barge_ins_without_break": sum(1 for v in values["barge_in_ms"] if v is None),
