@@ -15,7 +15,7 @@ from agent.engines.errors import EngineError, EngineUnavailable
 
 
 def test_every_registered_engine_is_named_and_the_fallback_is_vosk():
-    assert set(registry.ENGINES) == {"vosk", "fake", "vibevoice-vllm", "vibevoice-transformers",
+    assert set(registry.ENGINES) == {"vosk", "fake", "google", "vibevoice-vllm", "vibevoice-transformers",
                                      "vibevoice-streaming"}
     assert registry.FALLBACK_ENGINE == "vosk"
 

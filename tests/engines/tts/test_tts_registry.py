@@ -18,6 +18,7 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 
 def test_engine_table() -> None:
     assert registry.ENGINES == {
+        "azure": "agent.engines.tts.azure",
         "espeak": "agent.engines.tts.espeak",
         "fake": "agent.engines.tts.fake",
         "vibevoice-realtime": "agent.engines.tts.vibevoice_realtime",
