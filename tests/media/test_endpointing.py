@@ -276,12 +276,13 @@ def test_an_open_transcript_waits_for_the_fallback_and_voice_clears_the_signals(
     assert run(ep, "0" * 32, start=42) == []
     [(i, ended)] = run(ep, "0", start=74)
     assert i == 74 and ended.eot.reason == "silence" and ended.eot.sentence_end is False
-    # Signals read at a check do not outlive it: after more voice, the old "sentence end" is gone.
-    ep = Endpointer(cfg(end_silence_ms=900, smart_turn=False))
+    # Signals read at a check do not outlive it: a sure audio score read before more voice ends nothing later.
+    ep = Endpointer(cfg(end_silence_ms=900, smart_turn_threshold=0.98))
     run(ep, "1" * 30 + "0" * 12)
-    ep.set_signals(1, TurnSignals(text="네 맞아요", smart_turn=0.2), 42 * F)
-    run(ep, "1" * 5 + "0" * 9, start=42)
-    assert [e for _, e in run(ep, "0" * 10, start=56) if isinstance(e, SpeechEnded)] == []
+    assert ep.set_signals(1, TurnSignals(text="김 전 장관", smart_turn=0.99), 42 * F) == []  # 240 < 500 ms
+    run(ep, "1" * 5, start=42)
+    assert [e for _, e in run(ep, "0" * 30, start=47) if isinstance(e, SpeechEnded)] == []
+    assert ep.state is State.SPEAKING
 
 
 def test_signals_are_ignored_once_the_caller_spoke_again():

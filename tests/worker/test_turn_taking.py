@@ -26,7 +26,7 @@ SPEECH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "speech"
 CLIP = SPEECH_DIR / "ko/picovoice/leopard_test_ko.wav"  # "그는 디비전 이 피하면서 기흥 옆으로 걸어갔다"
 OTHER = SPEECH_DIR / "ko/zeroth/104_003_0193.flac"
 HESITATE_AT = 2.01  # end of "하면서" (Vosk word times): a connective ending, the sentence goes on
-WAIT_S = 30.0
+WAIT_S = 120.0
 RATE = 16000
 
 
@@ -56,7 +56,8 @@ def worker(tmp_path, monkeypatch):
     started: list[WorkerThread] = []
 
     def start(engine: AsrEngine, **vad: object) -> WorkerThread:
-        cfg = Config(worker=WorkerConfig(listen=("127.0.0.1", 0), hotwords_dir=str(tmp_path),
+        # No idle close while the stream waits for the decoder after the last audio (a loaded machine).
+        cfg = Config(worker=WorkerConfig(listen=("127.0.0.1", 0), hotwords_dir=str(tmp_path), idle_timeout_s=300,
                                          vad=dataclasses.replace(VadConfig(), **vad)))
         w = WorkerThread(cfg, engine).start()
         started.append(w)
