@@ -101,8 +101,9 @@ class CallSession:
         self._stats = stats
         self._context = AsrContext(hotwords=hotwords, language=meta.lang, call_id=meta.call_id)
         self._live = LiveDecoder(engine, meta.rate, self._context, executor) if LiveDecoder.supported(engine) else None
+        streaming = PartialRelay.supported(engine)
         self._stream = CallStream(meta.rate, vad_cfg, stats, live=self._live is not None, channels=meta.channels,
-                                  hold=True)
+                                  hold=True, keep_caller=streaming)
         self._use_smart_turn = vad_cfg.smart_turn
         self._injection: str | None = None
         # Utterances go to ASR one at a time, so transcripts leave in utterance order.
@@ -113,7 +114,7 @@ class CallSession:
         # (utterance, end of its last voiced frame, perf_counter at start, future) of the speculative pass.
         self._speculative: tuple[int, float, float, asyncio.Future] | None = None
         self._partials = (PartialRelay(engine, self._context, meta.rate, executor, self._send, lambda: self._utterance)
-                          if PartialRelay.supported(engine) else None)
+                          if streaming else None)
 
     async def run(self) -> None:
         asr_task = asyncio.create_task(self._asr_loop(), name=f"asr-{self.meta.call_id}")

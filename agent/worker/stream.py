@@ -32,11 +32,12 @@ class CallStream:
     """Feed binary messages with `feed`; handle the events; after a TurnCheck call `resolve`."""
 
     def __init__(self, rate: int, vad_cfg: VadConfig, stats: StreamStats, *, vad: Vad | None = None,
-                 live: bool = False, channels: int = 1, hold: bool = False):
+                 live: bool = False, channels: int = 1, hold: bool = False, keep_caller: bool = False):
         self.rate = rate
         self.channels = channels
         self._live = live  # also emit each frame of an utterance in progress, for live decoding
         self._hold = hold  # stop at each pause until `resolve` (a driver that reads turn signals)
+        self._keep_caller = keep_caller  # collect caller audio for `take_caller_audio`
         self._stats = stats
         self._vad = vad or WebRtcVad(vad_cfg.aggressiveness)
         self._assembler = proto.FrameAssembler(frame_bytes(rate) * channels)
@@ -103,7 +104,8 @@ class CallStream:
             self._samples += self._frame_samples
             self._stats.frames += 1
             caller = self._split(frame)
-            self._caller.append(caller)
+            if self._keep_caller:
+                self._caller.append(caller)
             voiced = self._vad.is_speech(caller, self.rate)
             if voiced and self._echo is not None and self._echo.is_echo(caller):
                 voiced = False  # only the agent's own voice coming back
