@@ -53,9 +53,12 @@ ABBREVIATIONS = {
 }
 # A label before an id makes the id a code read digit by digit: "주문번호 123456", "송장 번호는 ABC-12".
 _ID_LABEL = (r"(?:주문\s*번호|운송장\s*번호|송장\s*번호|운송장|송장|회원\s*번호|고객\s*번호|계좌\s*번호|카드\s*번호|"
-             r"접수\s*번호|인증\s*번호|예약\s*번호|상품\s*코드|코드|번호|ID|아이디)")
+             r"접수\s*번호|인증\s*번호|예약\s*번호|상품\s*코드|코드|번호|ID|아이디|끝\s*자리|뒷\s*자리|끝\s*번호)")
 _ID = re.compile(_ID_LABEL + r"(\s*(?:은|는|이|가|:)?\s*)((?=[A-Za-z-]*\d)[A-Za-z\d][A-Za-z\d-]*)")
 _PHONE = re.compile(r"(?<![\d-])(0\d{1,2})[-. ](\d{3,4})[-. ](\d{4})(?![\d-])")
+# Masked numbers ("****6789") and short service numbers to call or text ("114로 문자") are digits too.
+_MASKED = re.compile(r"(\*{2,})(\d+)")
+_SERVICE = re.compile(r"(?<![\d,.])(1\d\d)(?=\s?(?:번|으로|로|에)?\s?(?:전화|문자|연락|신고))")
 _HOTLINE = re.compile(r"(?<![\d-])(1[5-9]\d\d)-(\d{4})(?![\d-])")  # 1588-1234
 _MOBILE = re.compile(r"(?<!\d)(01[016789])(\d{3,4})(\d{4})(?!\d)")
 _DATE = re.compile(r"(?<!\d)(\d{4})[-./](\d{1,2})[-./](\d{1,2})(?!\d)")
@@ -192,6 +195,8 @@ def _bare(m: re.Match[str]) -> str:
 PASSES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     (_ABBREVIATION, lambda m: ABBREVIATIONS[m.group(1)]),
     (_ID, _id),
+    (_MASKED, lambda m: f"{m.group(1)}{digit_by_digit(m.group(2))}"),
+    (_SERVICE, lambda m: digit_by_digit(m.group(1))),
     (_PHONE, _phone),
     (_HOTLINE, _phone),
     (_MOBILE, _phone),
