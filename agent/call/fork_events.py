@@ -94,7 +94,7 @@ class ForkEvents:
         elif kind == "speech_started":
             self.caller_speaking = True
             h.idle.activity(now)
-            if not h.barge.paused:  # no onset came first (e.g. the agent was silent): one may be due now
+            if not h.barge.armed:  # no onset came first (e.g. the agent was silent): one may be due now
                 self._on_onset(utterance, now)
         elif kind == "speech_continuing":
             self._on_continuing(utterance, voiced)
@@ -122,17 +122,18 @@ class ForkEvents:
         if h.state != "active":
             return
         playout = h.voice.playout
-        action = h.barge.on_onset(utterance, now, interruptible_audio=playout.audio_playing
+        action = h.barge.on_onset(utterance, now, interruptible_audio=playout.audio_queued
                                   and playout.interruptible_now)
         if action is Action.PAUSE:
-            if h.voice.pause():
-                h.record.event("barge_in_paused", utterance=utterance)
-            else:
-                h.barge.on_pause_refused()
+            paused = h.voice.pause()  # between two chunks there is no file to pause; still armed
+            h.record.event("barge_in_paused", utterance=utterance, paused=paused)
 
     def _on_continuing(self, utterance: int, voiced_ms: float) -> None:
         h = self.host
         action = h.barge.on_continuing(utterance, voiced_ms)
+        playout = h.voice.playout
+        if action is Action.NONE and h.state == "active" and playout.audio_queued and playout.interruptible_now:
+            action = Action.BREAK  # the reply started after the caller did: they are talking over it
         if action is not Action.NONE:
             h.act(action, "voiced", voiced_ms=voiced_ms)
         elif h.turn is not None and not h.turn.done and not h.turn.has_audio and h.state == "active":
@@ -149,7 +150,7 @@ class ForkEvents:
 
     def _on_preview(self, utterance: int, text: str, body: dict[str, Any]) -> None:
         h = self.host
-        if not h.cfg.preemptive_reply or h.state != "active" or not text or h.barge.paused or is_backchannel(text):
+        if not h.cfg.preemptive_reply or h.state != "active" or not text or h.barge.armed or is_backchannel(text):
             return
         if h.preview is not None:
             h.preview.discard()
@@ -168,16 +169,18 @@ class ForkEvents:
         self._final_due_since = None
         h.idle.activity(now)
         self.asr_errors = 0
-        if h.barge.paused:
+        if h.barge.armed:
             action = h.barge.on_final(text)
             h.act(action, "backchannel" if action is Action.RESUME else "words")
             if action is Action.RESUME:
                 self._drop_preview(-1)
                 return
-        elif h.voice.playout.audio_playing and is_backchannel(text):
+        elif h.voice.playout.audio_queued and is_backchannel(text):
             h.record.event("backchannel", text=text)  # "네" over the reply: go on, no new turn
             self._drop_preview(-1)
             return
+        elif h.voice.playout.audio_queued and h.voice.playout.interruptible_now and text:
+            h.act(Action.BREAK, "words")  # words over the reply that no onset armed: stop it all the same
         if not text or h.state != "active":
             self._drop_preview(-1)
             return

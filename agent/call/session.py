@@ -40,6 +40,7 @@ from agent.esl import commands as cmd
 from agent.esl.codec import Event
 from agent.esl.connection import Closed, Disconnect, EslConnection
 from agent.esl.errors import CallGone, EslError
+from agent.ops.logs import bind_call
 from agent.store.calls import CallStore
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class CallSession:
     def _setup(self) -> bool:
         reply = self.conn.send("connect")
         self.channel = ChannelInfo.from_connect(reply.headers)
+        bind_call(self.channel.uuid)  # every log line of this call and its greenlets carries the call id
         if self._already_finished():
             log.warning("call %s: a connection for a finished call; refused", self.uuid)
             self.conn.command("exit")

@@ -96,6 +96,7 @@ class Turn:
     _held_chunks: list[_Held] = field(default_factory=list)
     _recorded_caller: bool = False
     _t_preview: float | None = None
+    _pending_filler: str | None = None
 
     def __post_init__(self) -> None:
         self.handle = self.ctx.voice.new_handle("reply")
@@ -147,6 +148,8 @@ class Turn:
         self.held = False
         self._decided.set()
         self._record_caller()
+        if self._pending_filler is not None and not self._held_chunks:
+            self._filler(self._pending_filler)
         for chunk in self._held_chunks:
             self._queue(chunk.text, chunk.path, chunk.duration_s, chunk.group)
         self._held_chunks.clear()
@@ -217,9 +220,7 @@ class Turn:
                     self._speak(event.text)
                 elif isinstance(event, Filler):
                     filler.kill(block=False)
-                    # Covers a slow tool only while the line is silent; never queued behind real speech.
-                    if not self.held and not ctx.voice.playout.audio_queued:
-                        ctx.voice.say_prompt(event.text, kind="filler")
+                    self._filler(event.text)
                 elif isinstance(event, ToolUsed):
                     tools.append({"name": event.name, "ok": event.ok, "ms": round(event.ms, 1)})
                 elif isinstance(event, (Escalate, EndCall)):
@@ -236,6 +237,14 @@ class Turn:
         # Finish playing what was said before escalating or hanging up ("finish the goodbye").
         ctx.voice.wait_finished(self.handle, ctx.voice.remaining_s(self.handle) + PLAYOUT_SLACK_S)
         return outcome
+
+    def _filler(self, text: str) -> None:
+        """Covers a slow tool only while the line is silent; never queued behind real speech. A held turn
+        keeps it until its end of turn is confirmed."""
+        if self.held:
+            self._pending_filler = text
+        elif self.t_first_say is None and not self.ctx.voice.playout.audio_queued:
+            self.ctx.voice.say_prompt(text, kind="filler")
 
     def _slow_filler(self) -> None:
         """The dialog has not produced anything yet: a short phrase, so the caller never waits in silence."""

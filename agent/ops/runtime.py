@@ -13,9 +13,9 @@ from agent.store.db import Database
 
 log = logging.getLogger(__name__)
 
-# Pre-synthesized at start (at the PSTN rate) so the greeting plays within ~300 ms of answer and fault prompts
-# never wait on TTS.
-WARM_RATE = 8000
+# Pre-synthesized at start for every call rate (PCMU/PCMA 8 kHz, G.722 16 kHz) so the greeting plays within
+# ~300 ms of answer and fault prompts never wait on TTS (and never synthesize on the gevent hub).
+WARM_RATES = (8000, 16000)
 
 
 def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
@@ -40,7 +40,9 @@ def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
     c = cfg.controller
     # Each call plays its pack's greeting (chosen per call by callagent_industry): warm them all.
     greetings = [load_pack(name).greeting for name in PACKS]
-    prompts.warm([c.greeting, c.apology, c.transfer_notice, c.no_input_prompt, *greetings], WARM_RATE)
+    fixed = [c.greeting, c.apology, c.transfer_notice, *c.no_input_prompts, c.goodbye, c.slow_filler, *greetings]
+    for rate in WARM_RATES:
+        prompts.warm(fixed, rate)
     policy = create_policy(parse_dialog_settings(cfg.dialog), db)
     store = open_call_store(cfg, db)  # closes calls a killed controller left open
     return CallDeps(cfg=cfg, policy=policy, speaker=speaker, prompts=prompts, store=store, stats=ControllerStats())

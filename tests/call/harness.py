@@ -13,6 +13,7 @@ from agent.call.controller import ControllerThread
 from agent.call.session import CallDeps
 from agent.config import Config, parse_config
 from agent.dialog.policy import CallInfo, Escalate, Filler, Say
+from agent.dialog.state import DialogState
 from agent.engines.asr.fake import FakeAsr
 from agent.engines.tts.cache import PromptCache
 from agent.engines.tts.espeak import EspeakTts
@@ -26,29 +27,56 @@ from agent.worker.server import WorkerThread
 
 
 class EchoConversation:
-    """A tiny policy so call tests check the controller, not the dialog room."""
+    """A tiny policy so call tests check the controller, not the dialog room. Its history is a real
+    DialogState, so what the controller settles (heard text, discarded turns) is what a test reads."""
 
-    def __init__(self) -> None:
-        self.heard: list[tuple[str, str]] = []
+    def __init__(self, call: CallInfo | None = None, *, first_say_delay_s: float = 0.0,
+                 summary_delay_s: float = 0.0) -> None:
+        self.state = DialogState(call=call or CallInfo(call_id="test"), pack=None,  # type: ignore[arg-type]
+                                 clock=time.monotonic)
+        self.received: list[tuple[str, str]] = []  # (text, source) of every turn asked
+        self.first_say_delay_s = first_say_delay_s
+        self.summary_delay_s = summary_delay_s
+        self.heard: list[str] = []
 
     def greeting(self) -> str | None:
         return None
 
     def respond(self, text: str, source: str) -> Iterator[Any]:
+        self.received.append((text, source))
+        self.state.add_caller(text)
         if "상담원" in text:
             yield Escalate("caller_requested", summary="고객이 상담원 연결을 요청함", priority=2)
             return
+        msg = self.state.begin_agent()
         if "환불 내역" in text:  # a slow tool: the filler covers the wait
             yield Filler("잠시만요, 확인해 보겠습니다.")
             time.sleep(0.5)
-        yield Say(f"네, {text} 말씀이시군요.")
-        yield Say("주문하신 상품은 어제 출발했고 오늘 오후에 도착할 예정입니다. "
-                  "배송 기사님이 도착 전에 연락드릴 거예요.")
+        if self.first_say_delay_s:
+            time.sleep(self.first_say_delay_s)
+        for line in (f"네, {text} 말씀이시군요.",
+                     "주문하신 상품은 어제 출발했고 오늘 오후에 도착할 예정입니다. "
+                     "배송 기사님이 도착 전에 연락드릴 거예요."):
+            self.state.add_agent(line, msg)
+            yield Say(line)
 
     def agent_heard(self, said: str, heard: str) -> None:
-        self.heard.append((said, heard))
+        raise AssertionError("the controller settles turns by id")
+
+    def settle_turn(self, turn_id: str, heard: str) -> None:
+        self.heard.append(heard)
+        self.state.settle_turn(turn_id, heard)
+
+    def discard_turn(self, turn_id: str) -> None:
+        self.state.discard_turn(turn_id)
+
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        return [(m["role"], m.get("content") or "") for m in self.state.history]
 
     def summary(self) -> str:
+        if self.summary_delay_s:
+            time.sleep(self.summary_delay_s)
         return "테스트 요약"
 
     def close(self) -> None:
@@ -58,11 +86,12 @@ class EchoConversation:
 class EchoPolicy:
     name = "echo"
 
-    def __init__(self) -> None:
+    def __init__(self, **options: float) -> None:
+        self.options = options
         self.conversations: list[EchoConversation] = []
 
     def open(self, call: CallInfo) -> EchoConversation:
-        conv = EchoConversation()
+        conv = EchoConversation(call, **self.options)
         self.conversations.append(conv)
         return conv
 

@@ -23,19 +23,19 @@ def test_enough_voiced_audio_confirms_a_real_interruption():
     b = paused()
     assert b.on_continuing(1, 499) is Action.NONE
     assert b.on_continuing(1, 500) is Action.BREAK
-    assert not b.paused and b.broken == 1
+    assert not b.armed and b.broken == 1
 
 
 @pytest.mark.parametrize("burst", ["speech_dropped", "speech_paused"])
 def test_a_short_burst_resumes(burst):
     b = paused()
     assert b.on_short_speech(1, 200) is Action.RESUME
-    assert b.resumed == 1 and not b.paused
+    assert b.resumed == 1 and not b.armed
 
 
 def test_a_pause_after_long_speech_does_not_resume():
     b = paused()
-    assert b.on_short_speech(1, 800) is Action.NONE and b.paused
+    assert b.on_short_speech(1, 800) is Action.NONE and b.armed
 
 
 @pytest.mark.parametrize("text,action", [
@@ -48,14 +48,14 @@ def test_the_final_words_decide(text, action):
 
 def test_partial_words_break_but_never_resume():
     b = paused()
-    assert b.on_words("네") is Action.NONE and b.paused
+    assert b.on_words("네") is Action.NONE and b.armed
     assert b.on_words("주소를 바꾸") is Action.BREAK
 
 
 def test_a_pause_never_outlasts_its_limit():
     b = paused(now=10.0)
     assert b.tick(11.1) is Action.NONE
-    assert b.tick(11.25) is Action.RESUME and not b.paused
+    assert b.tick(11.25) is Action.RESUME and not b.armed
     assert b.tick(20.0) is Action.NONE
 
 

@@ -107,7 +107,7 @@ def test_over_capacity_refuses_the_connection_so_the_dialplan_moves_on(tmp_path,
         stack.stop()
 
 
-def test_silent_caller_is_prompted_once_then_handed_to_a_human(tmp_path, db):
+def test_silent_caller_is_reprompted_twice_differently_then_handed_to_a_human(tmp_path, db):
     stack = make_stack(tmp_path, db, overrides={"controller": {"no_input_timeout_s": 1.5}})
     try:
         (log,) = stack.sim(speed=SPEED).run_calls([CallScript(steps=[{"expect_transfer": {"timeout_s": 30}}])])
@@ -116,7 +116,28 @@ def test_silent_caller_is_prompted_once_then_handed_to_a_human(tmp_path, db):
         assert stack.deps.store.flush(10)
         (call,) = list_calls(db, 1)
         agent_texts = [t["text"] for t in call["turns"] if t["speaker"] == "agent"]
-        assert agent_texts[0] == stack.cfg.controller.no_input_prompt  # asked once before giving up
-        assert [e["detail"]["reprompted"] for e in call["events"] if e["kind"] == "no_input"] == [False, True]
+        prompts = stack.cfg.controller.no_input_prompts
+        assert len(set(prompts)) == 2 and agent_texts[:2] == list(prompts)  # two different prompts, in order
+        assert [e["detail"]["give_up"] for e in call["events"] if e["kind"] == "no_input"] == [False, False, True]
+    finally:
+        stack.stop()
+
+
+def test_silent_caller_can_be_said_goodbye_to_instead(tmp_path, db):
+    stack = make_stack(tmp_path, db, overrides={"controller": {"no_input_timeout_s": 1.0,
+                                                               "no_input_prompts": ["여보세요?"],
+                                                               "no_input_action": "hangup"}})
+    try:
+        (log,) = stack.sim(speed=SPEED).run_calls([CallScript(steps=[{"sleep": 30}])])
+        assert not log.errors, log.errors
+        api = log.api_commands()
+        assert api[-1] == f"uuid_kill {log.uuid} NORMAL_CLEARING" and not any("uuid_transfer" in a for a in api)
+        assert stack.deps.store.flush(10)
+        (call,) = list_calls(db, 1)
+        agent = [t["text"] for t in call["turns"] if t["speaker"] == "agent"]
+        assert agent[-2:] == ["여보세요?", stack.cfg.controller.goodbye]
+        goodbye = [h for h in log.heard if h.status == "done"][-1]
+        assert goodbye.t_start < log.t_end  # the goodbye played to the end before the hang-up
+        assert call["end_reason"] == "agent_hangup"
     finally:
         stack.stop()

@@ -28,7 +28,9 @@ class SteppingClock:
 CASES = {
     "caller_requested": ["상담원 연결해 주세요"],
     "sensitive_topic": ["변호사랑 소송 준비하고 있어요"],
-    "negative_sentiment": ["진짜 최악이네요 너무 짜증나요"],
+    # One angry sentence is not a trend: the rule waits for sustained negative turns.
+    "negative_sentiment": ["진짜 최악이네요 너무 짜증나요", "왜 이렇게 일을 못해요 정말 화나네요",
+                           "최악이에요 진짜 너무 짜증나요"],
     "repeated_failure": ["블라블라", "음", "어"],
     "call_too_long": ["배송비 얼마예요?", "새벽배송 되나요?", "포인트는요?"],
 }

@@ -6,7 +6,7 @@ from agent.call.turns.keypad import MAX_DIGITS, Keypad
 
 def test_hash_ends_an_entry_at_once():
     k = Keypad(gap_s=2.0)
-    assert [k.press(d, 1.0 + i * 0.1) for d in "1234"] == [None] * 4
+    assert [k.press(d, 1.0 + i * 0.1) for i, d in enumerate("1234")] == [None] * 4
     assert k.typing
     assert k.press("#", 1.5) == "1234" and not k.typing
 

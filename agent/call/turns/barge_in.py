@@ -1,7 +1,8 @@
 """Barge-in that a cough cannot kill: pause at once, confirm, then break or resume (pure; time passed in).
 
-On caller speech onset while interruptible agent audio plays, the reply is paused (`uuid_fileman … pause`):
-the caller is heard within one event. The interruption is confirmed when the caller's voiced audio reaches the
+On caller speech onset while interruptible agent audio is queued, the barge-in is *armed* and the reply paused
+(`uuid_fileman … pause`; between two chunks there is no file to pause, and the arming still counts): the
+caller is heard within one event. The interruption is confirmed when the caller's voiced audio reaches the
 confirmation length (the worker's `speech_continuing`) or when the words are more than a backchannel; then the
 turn is cancelled and the audio flushed (`uuid_break … all`). A burst that never became speech
 (`speech_dropped`), a short pause in a short utterance, a backchannel transcript, or a pause held too long
@@ -32,62 +33,58 @@ class BargeInSettings:
 class BargeIn:
     def __init__(self, settings: BargeInSettings | None = None):
         self.settings = settings or BargeInSettings()
-        self.paused_at: float | None = None
+        self.armed_at: float | None = None
         self.utterance: int | None = None
         self.resumed = 0
         self.broken = 0
 
     @property
-    def paused(self) -> bool:
-        return self.paused_at is not None
+    def armed(self) -> bool:
+        return self.armed_at is not None
 
     def on_onset(self, utterance: int, now: float, *, interruptible_audio: bool) -> Action:
-        if self.paused or not interruptible_audio:
+        if self.armed or not interruptible_audio:
             return Action.NONE
-        self.paused_at, self.utterance = now, utterance
+        self.armed_at, self.utterance = now, utterance
         return Action.PAUSE
 
-    def on_pause_refused(self) -> None:
-        """FreeSWITCH had no file handle (the chunk ended just then): nothing is paused."""
-        self.paused_at = None
-
     def on_continuing(self, utterance: int, voiced_ms: float) -> Action:
-        if self.paused and voiced_ms >= self.settings.confirm_ms:
+        if self.armed and voiced_ms >= self.settings.confirm_ms:
             return self._break()
         return Action.NONE
 
     def on_words(self, text: str) -> Action:
-        """A partial or final transcript while paused."""
-        if not self.paused:
+        """A partial transcript while armed."""
+        if not self.armed:
             return Action.NONE
         return self._break() if says_something(text) else Action.NONE
 
     def on_final(self, text: str) -> Action:
-        if not self.paused:
+        if not self.armed:
             return Action.NONE
         return self._break() if says_something(text) else self._resume()
 
     def on_short_speech(self, utterance: int, voiced_ms: float) -> Action:
         """`speech_paused` or `speech_dropped`: the caller stopped before the confirmation length."""
-        if self.paused and voiced_ms < self.settings.confirm_ms:
+        if self.armed and voiced_ms < self.settings.confirm_ms:
             return self._resume()
         return Action.NONE
 
     def tick(self, now: float) -> Action:
-        if self.paused_at is not None and now - self.paused_at >= self.settings.max_pause_s:
+        if self.armed_at is not None and now - self.armed_at >= self.settings.max_pause_s:
             return self._resume()
         return Action.NONE
 
     def reset(self) -> None:
         """The audio ended another way (break for a transfer, the call went): forget the pause."""
-        self.paused_at = None
+        self.armed_at = None
 
     def _break(self) -> Action:
-        self.paused_at = None
+        self.armed_at = None
         self.broken += 1
         return Action.BREAK
 
     def _resume(self) -> Action:
-        self.paused_at = None
+        self.armed_at = None
         self.resumed += 1
         return Action.RESUME
