@@ -12,7 +12,7 @@ from typing import Any
 
 from agent.call.channel import ChannelInfo
 from agent.privacy.dtmf import SecureEntry
-from agent.privacy.pii import mask_text, mask_value
+from agent.privacy.pii import mask_keypad, mask_text, mask_value
 from agent.store.calls import CallStore, now_utc
 
 _TEXT_FIELDS = ("heard_text", "summary", "escalation_reason", "transfer_target")
@@ -63,7 +63,9 @@ class CallRecord:
         else:
             self._release_keys()
             self._keys.caller_spoke()
-        self.store.submit("turn", call_id=self.call_id, seq=seq, speaker=speaker, text=mask_text(text),
+        # A number typed on the keypad is how a PIN is entered: stored masked, whatever it was.
+        stored = mask_keypad(text) if fields.get("source") == "dtmf" else mask_text(text)
+        self.store.submit("turn", call_id=self.call_id, seq=seq, speaker=speaker, text=stored,
                           started_at=started_at, **_masked_fields(fields))
 
     def event(self, kind: str, **detail: Any) -> None:

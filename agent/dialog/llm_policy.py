@@ -74,6 +74,8 @@ class LlmConversation:
         if not text.strip():
             return
         intent, handled = pre_turn(text, self.state, self.escalation, self.settings.max_say_chars)
+        if source == "dtmf":
+            self._hold_keypad(text)
         if handled is not None:
             yield from handled
             return
@@ -85,6 +87,17 @@ class LlmConversation:
             if not spoken:
                 self.state.note("AI 응답 지연으로 기본 응답")
                 yield from self.fallback.answer(text, intent)
+
+    def _hold_keypad(self, digits: str) -> None:
+        """A typed number may be a PIN: the model sees `[KEYPAD_1]`, a tool still gets the digits."""
+        digits = digits.strip()
+        if len(digits) < 3 or not digits.isdigit():
+            return
+        for msg in reversed(self.state.history):
+            if msg["role"] == "user":
+                if msg["content"] == digits:
+                    msg["content"] = self.state.vault.hold_keypad(digits)
+                return
 
     def agent_heard(self, said: str, heard: str) -> None:
         self.state.agent_heard(said, heard)

@@ -21,12 +21,13 @@ from agent.privacy.spoken import Piece, Run, digit_runs
 
 CARD, RRN, ACCOUNT, PHONE, PIN, EMAIL, BIRTH_DATE, ADDRESS = (
     "card", "rrn", "account", "phone", "pin", "email", "birth_date", "address")
-KINDS = (CARD, RRN, ACCOUNT, PHONE, PIN, EMAIL, BIRTH_DATE, ADDRESS)
+KEYPAD = "keypad"  # digits typed on the keypad: how a PIN is entered, so never kept as typed
+KINDS = (CARD, RRN, ACCOUNT, PHONE, PIN, EMAIL, BIRTH_DATE, ADDRESS, KEYPAD)
 # Kinds a caller should never have to say to the agent (the dialog answers them with a warning).
 SECRET_KINDS = frozenset({CARD, RRN, PIN})
 
 _LABELS = {CARD: "카드번호", RRN: "주민등록번호", ACCOUNT: "계좌번호", PHONE: "전화번호", PIN: "비밀번호",
-           EMAIL: "이메일", BIRTH_DATE: "생년월일", ADDRESS: "주소"}
+           EMAIL: "이메일", BIRTH_DATE: "생년월일", ADDRESS: "주소", KEYPAD: "키패드 입력"}
 _SHOW_LAST4 = frozenset({CARD, ACCOUNT, PHONE})
 
 _CARD_WORDS = re.compile(r"카드|card|신용|체크", re.I)
@@ -134,6 +135,8 @@ def phone_digits(digits: str) -> str | None:
         digits = "0" + digits
     if not digits.startswith("0") or not 9 <= len(digits) <= 11:
         return None
+    if digits.startswith("010") and len(digits) != 11:
+        return None  # every 010 number has 11 digits; "010 9876 543" + 이예요 is 01098765432 + 예요
     try:
         number = phonenumbers.parse(digits, "KR")
     except phonenumbers.NumberParseException:
@@ -324,6 +327,11 @@ def mask_text(text: str) -> str:
 def contains_secret(text: str) -> bool:
     """A card number, resident number or password/PIN is in `text`."""
     return any(f.kind in SECRET_KINDS for f in find_pii(text))
+
+
+def mask_keypad(digits: str) -> str:
+    """The stored form of a keypad entry: a menu key or two as pressed, a typed number masked."""
+    return Finding(KEYPAD, 0, len(digits), digits).masked() if len(digits) >= 3 else digits
 
 
 def mask_value(value: object) -> object:

@@ -11,8 +11,8 @@ from datetime import date
 from agent.privacy import pii
 
 TAGS = {pii.ACCOUNT: "ACCOUNT", pii.PHONE: "PHONE", pii.EMAIL: "EMAIL", pii.ADDRESS: "ADDRESS",
-        pii.BIRTH_DATE: "BIRTH_DATE"}
-PLACEHOLDER = re.compile(r"\[(ACCOUNT|PHONE|EMAIL|ADDRESS|BIRTH_DATE)_(\d+)\]")
+        pii.BIRTH_DATE: "BIRTH_DATE", pii.KEYPAD: "KEYPAD"}
+PLACEHOLDER = re.compile(r"\[(ACCOUNT|PHONE|EMAIL|ADDRESS|BIRTH_DATE|KEYPAD)_(\d+)\]")
 _EMAIL_WORDS = (("골뱅이", "@"), ("앳", "@"), ("닷컴", ".com"), ("닷넷", ".net"), ("닷", "."), ("점", "."),
                 ("네이버", "naver"), ("지메일", "gmail"), ("한메일", "hanmail"), ("다음", "daum"),
                 ("카카오", "kakao"), ("네이트", "nate"), ("야후", "yahoo"), ("핫메일", "hotmail"), ("컴", "com"),
@@ -73,6 +73,10 @@ class Vault:
             self._values[name] = f
             self._real[name] = real
         return name
+
+    def hold_keypad(self, digits: str) -> str:
+        """A number typed on the keypad (an order number, or a PIN): kept here, `[KEYPAD_1]` elsewhere."""
+        return self._placeholder(pii.Finding(pii.KEYPAD, 0, len(digits), digits))
 
     def protect(self, text: str) -> str:
         """`text` with kept data as placeholders and secrets masked: what the model and history see."""

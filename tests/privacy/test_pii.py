@@ -57,6 +57,7 @@ POSITIVE: list[tuple[str, str, str]] = [
     ("영일영 일이삼사 오육칠팔", "일이삼사", "[전화번호 ****5678]"),
     ("공일공 다시 일이삼사 다시 오육칠팔", "일이삼사", "[전화번호 ****5678]"),
     ("070-1234-5678로 전화 주세요", "1234", "[전화번호 ****5678]"),
+    ("다른 연락처는 공일공 구팔칠육 오사삼이예요", "오사삼", "[전화번호 ****5432]예요"),  # 이 is the last digit
     # passwords and PINs
     ("비밀번호는 4321이에요", "4321", "[비밀번호]"),
     ("비번 일이삼사요", "일이삼사", "[비밀번호]"),
@@ -201,3 +202,16 @@ def test_mask_value_walks_nested_details() -> None:
     detail = {"text": "비밀번호는 4321이에요", "items": ["010-1234-5678", 3], "n": 1}
     assert pii.mask_value(detail) == {"text": "비밀번호는 [비밀번호]이에요",
                                       "items": ["[전화번호 ****5678]", 3], "n": 1}
+
+
+def test_vault_keeps_the_whole_number_and_hands_it_back() -> None:
+    from agent.privacy.vault import Vault
+
+    vault = Vault()
+    said = vault.protect("계좌는 110-123-456789이고 연락처는 공일공 구팔칠육 오사삼이예요")
+    assert said == "계좌는 [ACCOUNT_1]이고 연락처는 [PHONE_1]예요"
+    assert vault.resolve({"a": "[ACCOUNT_1]", "p": ["[PHONE_1]"]}) == {"a": "110123456789", "p": ["01098765432"]}
+    assert vault.masked(said) == "계좌는 [계좌번호 ****6789]이고 연락처는 [전화번호 ****5432]예요"
+    assert vault.speakable("[PHONE_1]로 보내 드릴게요") == "전화번호 끝자리 5432로 보내 드릴게요"
+    assert vault.protect("비밀번호는 4321이에요") == "비밀번호는 [비밀번호]이에요"  # secrets are never held
+    assert len(vault) == 2

@@ -13,7 +13,7 @@ from agent.store.calls import CallStore, now_utc
 from agent.store.db import Database
 
 SECRETS = ("4532015112830366", "0151", "1234565", "456789", "1234-5678", "hong.gildong", "테헤란로 123",
-           "9876", "4321")
+           "9876", "4321", "98765")
 CALLER_SAYS = [
     "카드번호는 4532 0151 1283 0366 이에요",
     "주민번호는 850312-1234565입니다",
@@ -38,6 +38,7 @@ def play_call(store: CallStore, call_id: str) -> None:
     record.event("no_input")
     for digit in "1234":  # a number typed on the keypad: never stored
         record.event("dtmf", digit=digit)
+    record.turn(record.next_turn_seq(), "caller", "98765", started_at=now_utc(), source="dtmf")  # the keys, as a turn
     record.event("no_input")
     record.turn(record.next_turn_seq(), "agent", "카드 번호를 입력해 주세요.", started_at=now_utc(), source="policy")
     record.event("dtmf", digit="9")  # one key, but inside a secure entry
@@ -80,7 +81,8 @@ def test_database_rows_hold_only_masked_values(db: Database, tmp_path: Path) -> 
                 for table in ("calls", "turns", "call_events")]
         events = conn.execute("SELECT kind, detail FROM call_events WHERE call_id = %s ORDER BY seq",
                               ("db-call",)).fetchall()
-    assert rows[0] and len(rows[1]) == len(CALLER_SAYS) + 2
+    assert rows[0] and len(rows[1]) == len(CALLER_SAYS) + 3
+    assert "[키패드 입력]" in [r["text"] for r in rows[1]]
     assert_clean(json.dumps(rows, ensure_ascii=False, default=str))
     assert dtmf_digits([(e["kind"], e["detail"]) for e in events]) == ["0", None, None, None, None, None]
     assert all(e["detail"].get("masked") for e in events if e["kind"] == "dtmf" and e["detail"]["digit"] is None)

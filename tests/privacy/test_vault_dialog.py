@@ -111,3 +111,19 @@ def test_a_placeholder_the_caller_never_filled_resolves_to_nothing_real(db: Data
         events = list(conv.respond("연락처 바꾸고 싶어요", "asr"))
     assert [(e.name, e.ok) for e in events if isinstance(e, ToolUsed)] == [("update_customer_info", False)]
     assert crm.get_customer("C1001")["phone"] == before
+
+
+def test_keypad_entry_reaches_the_model_as_a_placeholder(db: Database) -> None:
+    """Typed digits may be a PIN: the model sees [KEYPAD_1]; a tool given it looks up the real number."""
+    def script(body: dict, n: int) -> list:
+        if n == 0:
+            return [("tool", "c1", "lookup_order", {"order_id": "[KEYPAD_1]"})]
+        return [("text", "주문하신 상품은 배송 중이에요.")]
+
+    with OpenAIServer(script) as srv:
+        conv = policy(srv, db, "ecommerce").open(CallInfo(call_id="v4", caller="01012345678"))
+        events = list(conv.respond("123456", "dtmf"))
+    assert [(e.name, e.ok) for e in events if isinstance(e, ToolUsed)] == [("lookup_order", True)]
+    first = json.dumps(srv.requests[0]["messages"], ensure_ascii=False)  # (the tool schema's example is 123456)
+    assert "123456" not in first and "[KEYPAD_1]" in first
+    assert conv.state.caller_said_digits("123456")  # still usable for checks in memory
