@@ -13,6 +13,7 @@ from agent.dialog.tools.base import (
     refuse,
     to_date,
 )
+from agent.privacy.pii import mask_text
 
 RETURN_WINDOW_DAYS = 7  # plan §5.2: 수령 후 7일 이내
 RETURN_TYPES = ("반품", "교환")
@@ -60,7 +61,8 @@ def run(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
     if any(r.get("status") == "requested" for r in ctx.crm.returns_for_order(order_id)):
         return refuse("already_requested", f"주문번호 {order_id}는 이미 반품이나 교환이 접수되어 있어요. "
                       f"회수 기사님이 곧 방문하실 거예요.")
-    reason = str(args.get("reason") or state.slots.get("return_reason") or "고객 요청")[:200]
+    # The reason is the caller's own words, kept in the CRM: masked like every other stored text.
+    reason = mask_text(str(args.get("reason") or state.slots.get("return_reason") or "고객 요청"))[:200]
     created = ctx.crm.create_return(order_id, order["customer_id"], return_type, reason, state.call.call_id)
     return ToolResult(
         ok=True,
