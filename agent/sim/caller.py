@@ -133,6 +133,11 @@ class Caller:
         deadline = time.monotonic() + step.timeout_s
         settle = step.settle_ms / 1000.0 / self.speed
         ex = self.ch.executor
+        # A caller waits for the call to be answered before listening for a pause: "idle" before the agent
+        # has answered is only the gap before its first command.
+        if not await self.ch.wait_until(lambda: self.ch.answered or self.ch.over.is_set(), step.timeout_s):
+            raise StepFailed(f"the agent did not answer within {step.timeout_s}s")
+        self._require_agent()
         while True:
             left = deadline - time.monotonic()
             if not await self.ch.wait_until(lambda: ex.idle or self.ch.over.is_set(), max(0.0, left)):
