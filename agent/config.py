@@ -162,7 +162,7 @@ class ControllerConfig:
         "녹음될 수 있습니다. "
         "무엇을 도와드릴까요?"
     )
-    apology: str = "죄송합니다. 지금 연결에 문제가 있어 상담원에게 바로 연결해 드리겠습니다."
+    apology: str = "죄송합니다. 상담원에게 바로 연결해 드릴게요."  # short: a fault reaches a human within 8 s
     transfer_notice: str = "상담원에게 연결해 드리겠습니다. 잠시만 기다려 주세요."
     # A silent caller hears these in turn (each after no_input_timeout_s), then no_input_action happens.
     no_input_prompts: tuple[str, ...] = (

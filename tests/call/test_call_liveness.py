@@ -1,0 +1,123 @@
+"""Quiet faults never leave the caller in silence: an unplayable file, a worker that stops talking, a dialog
+that is slow. Each is measured on what the simulated caller heard and when."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import websockets
+
+from agent.sim import CallScript
+from agent.store.calls import list_calls
+from tests.call.harness import EchoPolicy, make_stack
+
+SPEED = 3.0
+
+
+class UnplayableSpeaker:
+    """Writes the audio as usual but hands FreeSWITCH a path it cannot open (a lagging mount, a bad spool)."""
+
+    def __init__(self, real: Any):
+        self.real = real
+        self.spool = real.spool
+
+    def speak(self, call_id: str, utt_id: str, text: str, rate: int) -> Iterator[Any]:
+        for chunk in self.real.speak(call_id, utt_id, text, rate):
+            yield dataclasses.replace(chunk, path=Path("/nonexistent/spool") / Path(chunk.path).name)
+
+
+def _stored(stack, db) -> dict:
+    assert stack.deps.store.flush(10)
+    (call,) = list_calls(db, 1)
+    return call
+
+
+def test_an_unplayable_reply_goes_to_a_human_instead_of_silence(tmp_path, db):
+    stack = make_stack(tmp_path, db)
+    stack.deps.speaker = UnplayableSpeaker(stack.deps.speaker)
+    try:
+        script = CallScript(steps=[{"wait_idle": {}}, {"say_text": "배송 조회 부탁드려요"},
+                                   {"expect_transfer": {"timeout_s": 20}}])
+        (log,) = stack.sim(speed=SPEED).run_calls([script])
+        assert not log.errors, log.errors
+        assert log.channel_vars["escalation_reason"] == "playback_failed"
+        spoke_end = log.utterances[0].t_last_voiced
+        # Call time from the caller's last word to the transfer: well inside the 8 s a fault may take.
+        assert (log.transfer.t - spoke_end) * SPEED < 8.0
+        apology = [h for h in log.heard if h.t_start > spoke_end]
+        assert apology and apology[0].status == "done"  # the caller heard the apology, not nothing
+        call = _stored(stack, db)
+        kinds = [e["kind"] for e in call["events"]]
+        assert kinds.count("playback_failed") >= 2 and call["end_reason"] == "transferred"
+    finally:
+        stack.stop()
+
+
+class SilentWorker:
+    """Accepts the fork like the worker, then never says anything again (a hung process, sockets open)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Future | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _serve(self, ws: Any) -> None:
+        async for _ in ws:
+            pass
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = self._loop.create_future()
+        async with websockets.serve(self._serve, "127.0.0.1", 0, subprotocols=["audio.drachtio.org"]) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            await self._stop
+
+    def __enter__(self) -> SilentWorker:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set_result, None)
+        self._thread.join(10)
+
+
+def test_a_worker_that_stops_talking_is_noticed_within_seconds(tmp_path, db):
+    with SilentWorker() as worker:
+        stack = make_stack(tmp_path, db, worker=False, fork_url=f"ws://127.0.0.1:{worker.port}")
+        try:
+            (log,) = stack.sim(speed=1.0).run_calls([CallScript(steps=[{"expect_transfer": {"timeout_s": 20}}])])
+            assert not log.errors, log.errors
+            assert log.fork.connected and log.channel_vars["escalation_reason"] == "worker_unavailable"
+            # Connected at once; no heartbeat → lost after fork_heartbeat_timeout_s (2.5 s), not after 20 s+.
+            assert log.transfer.t - log.fork.t_connected < 8.0
+            call = _stored(stack, db)
+            reasons = [e["detail"].get("reason", "") for e in call["events"] if e["kind"] == "fork_failed"]
+            assert reasons and "heartbeat" in reasons[0]
+        finally:
+            stack.stop()
+
+
+def test_a_slow_dialog_gets_a_filler_instead_of_silence(tmp_path, db):
+    stack = make_stack(tmp_path, db, policy=EchoPolicy(first_say_delay_s=4.0))
+    try:
+        script = CallScript(steps=[{"wait_idle": {}}, {"say_text": "환불 가능한가요"}, {"wait_playback": {}},
+                                   {"wait_idle": {"settle_ms": 1000}}, "hangup"])
+        (log,) = stack.sim(speed=1.0).run_calls([script])
+        assert not log.errors, log.errors
+        spoke_end = log.utterances[0].t_last_voiced
+        first = min(h.t_start for h in log.heard if h.t_start > spoke_end)
+        assert first - spoke_end < 3.0  # the caller heard something within 3 s, not after the 4 s dialog step
+        call = _stored(stack, db)
+        agent = [(t["source"], t["text"]) for t in call["turns"] if t["speaker"] == "agent"]
+        assert agent[0] == ("filler", stack.cfg.controller.slow_filler) and agent[1][0] == "policy"
+    finally:
+        stack.stop()
