@@ -78,7 +78,7 @@ class Executor:
         po = self.file_handle
         if po is None:
             return None, None
-        k = po.tick(now)
+        k = po.tick(now, 0.02 / self.ch.speed)
         if po.done:
             self.wake()
         return po, k

@@ -105,7 +105,7 @@ class Playout:
                 self._rendered[rate] = np.clip(np.round(y * 32767.0), -32768, 32767).astype(np.int16)
         return self._rendered[rate]
 
-    def tick(self, now: float) -> int | None:
+    def tick(self, now: float, period: float = PACKET_S) -> int | None:
         """One media frame: returns the frame index played, or None (paused, done). Updates the timeline."""
         if self.done:
             return None
@@ -121,7 +121,7 @@ class Playout:
         if self._open is None:
             self._open = Segment(now, now, k * 20, k * 20)
             self.segments.append(self._open)
-        self._open.t_end = now + PACKET_S
+        self._open.t_end = now + period     # the frame lasts one media period (wall time)
         self._open.to_ms = self.frames * 20
         if self.frames >= self._total_frames():
             self.done = True
