@@ -115,3 +115,19 @@ def test_a_summary_that_times_out_does_not_stop_the_transfer(tmp_path, db):
         assert call["end_reason"] == "transferred" and call["escalation_reason"] == "dtmf"
     finally:
         stack.stop()
+
+
+@pytest.mark.parametrize("gain_db,delay_ms", [(-6, 120), (-12, 40), (-20, 250)])
+def test_echo_of_the_agents_own_voice_never_breaks_the_reply(stack, db, gain_db, delay_ms):
+    script = CallScript(echo={"delay_ms": delay_ms, "gain_db": gain_db}, steps=[
+        {"wait_idle": {}}, {"say_text": "배송 조회 부탁드려요"}, {"wait_playback": {}},
+        {"wait_idle": {"settle_ms": 500}}, "hangup",
+    ])
+    (log,) = stack.sim(speed=SPEED).run_calls([script])
+    assert not log.errors, log.errors
+    api = log.api_commands()
+    assert not any(a.startswith(("uuid_break", "uuid_fileman")) for a in api), api
+    call = _stored(stack, db)
+    reply = next(t for t in call["turns"] if t["source"] == "policy")
+    assert not reply["interrupted"] and reply["heard_text"] == reply["text"]
+    assert [t["speaker"] for t in call["turns"]].count("caller") == 1  # the echo was never taken for a turn
