@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import Config
@@ -16,6 +17,19 @@ def recording_keyring(cfg: Config) -> Keyring:
     p = cfg.privacy
     return Keyring.load(env_name=p.recording_key_env,
                         key_file=cfg.path(p.recording_key_file) if p.recording_key_file else None)
+
+
+def controller_hooks(cfg: Config, db, flush: Callable[[], object] | None = None) -> dict[str, Callable]:  # noqa: ANN001
+    """The controller's privacy hooks, for `CallDeps(**controller_hooks(cfg, db, store.flush))`: `mask` for
+    the ai_summary channel variable, and `seal_recording` when recording is on. Recording without a key
+    stops start-up here (RecordingKeyError), not after the first call."""
+    from agent.privacy.pii import mask_text
+    from agent.privacy.recording import make_sealer
+
+    hooks: dict[str, Callable] = {"mask": mask_text}
+    if _recording_dir(cfg) is not None:
+        hooks["seal_recording"] = make_sealer(recording_keyring(cfg), db, flush=flush)
+    return hooks
 
 
 def _recording_dir(cfg: Config) -> Path | None:

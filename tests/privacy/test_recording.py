@@ -219,3 +219,24 @@ def test_sealer_takes_the_pci_pause_from_the_calls_own_events(setup) -> None:
     assert len(row["masked_spans"]) == 1
     start, end = row["masked_spans"][0]
     assert 0 <= start <= end
+
+
+def test_controller_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.config import parse_config
+    from agent.privacy.commands import controller_hooks
+    from agent.privacy.pii import mask_text
+
+    assert controller_hooks(parse_config({}), None) == {"mask": mask_text}  # recording off: nothing to seal
+    if "recording_dir" not in parse_config({}).controller.__dataclass_fields__:
+        pytest.skip("controller.recording_dir is not part of the configuration yet")
+    on = {"controller": {"recording_dir": str(tmp_path),
+                         "greeting": "저는 인공지능 상담원입니다. 통화 내용은 녹음됩니다."},
+          "privacy": {"recording_key_env": "TEST_REC_KEY"}}
+    monkeypatch.delenv("TEST_REC_KEY", raising=False)
+    with pytest.raises(RecordingKeyError, match="no recording key"):
+        controller_hooks(parse_config(on), None)
+    monkeypatch.setenv("TEST_REC_KEY", base64.b64encode(KEY).decode())
+    hooks = controller_hooks(parse_config(on), None)
+    write_wav(tmp_path / "h.wav", 0.2)
+    hooks["seal_recording"]("h", tmp_path / "h.wav")
+    assert (tmp_path / "h.wav.enc").exists() and not (tmp_path / "h.wav").exists()
