@@ -4,11 +4,14 @@ Shares no protocol code with the agent: its own ESL codec, URL-encoder and mod_a
 """
 
 from agent.sim.freeswitch import FreeSwitchSim
-from agent.sim.log import CallLog, CommandRecord, EventRecord, ForkLog, Heard, Transfer, Utterance
+from agent.sim.log import CallLog, CommandRecord, EventRecord, ForkLog, Heard, QueueStay, Transfer, Utterance
+from agent.sim.playout import Segment
+from agent.sim.recorder import RecordLog
 from agent.sim.scenario import (
                                 BargeIn,
                                 CallScript,
                                 Dtmf,
+                                Echo,
                                 ExpectTransfer,
                                 Hangup,
                                 SayAudio,
@@ -21,7 +24,7 @@ from agent.sim.scenario import (
 )
 
 __all__ = [
-    "BargeIn", "CallLog", "CallScript", "CommandRecord", "Dtmf", "EventRecord", "ExpectTransfer", "ForkLog",
-    "FreeSwitchSim", "Hangup", "Heard", "SayAudio", "SayText", "ScenarioError", "Sleep", "Transfer",
-    "Utterance", "WaitIdle", "WaitPlayback", "load_script",
+    "BargeIn", "CallLog", "CallScript", "CommandRecord", "Dtmf", "Echo", "EventRecord", "ExpectTransfer",
+    "ForkLog", "FreeSwitchSim", "Hangup", "Heard", "QueueStay", "RecordLog", "SayAudio", "SayText",
+    "ScenarioError", "Segment", "Sleep", "Transfer", "Utterance", "WaitIdle", "WaitPlayback", "load_script",
 ]

@@ -21,6 +21,7 @@ from agent.sim.audio import CODEC_RATES
 from agent.sim.callflow import DIALPLAN_APPS, run_dialplan
 from agent.sim.dialplan import expand
 from agent.sim.dtmf import InbandDetector
+from agent.sim.events import SimEvent
 from agent.sim.executor import Executor
 from agent.sim.fork import ForkBug
 from agent.sim.listener import OutboundListener
@@ -59,6 +60,7 @@ class Channel:
         self.transfer_pending = False      # CF_TRANSFER: the current extension stops, the channel re-routes
         self.in_dialplan = self.in_queue = False
         self.socket_ran = False            # the dialplan reached `socket`: later transfers leave the agent
+        self.early_events: list[SimEvent] = []   # fired before `socket` (delivered late with late_events)
         self.socket_data = ""
         self.script_variables = dict(script.variables)
         self.codec = script.codec
@@ -184,9 +186,12 @@ class Channel:
 
     def fire(self, name: str, extra: Iterable[tuple[str, str]] = (), *, subclass: str | None = None,
              body: str | None = None) -> None:
-        self.sim.fire(self.sim.events.make(name, channel_data=self.channel_data(),
-                                           variables=list(self.variables.items()), extra=extra,
-                                           subclass=subclass, body=body))
+        event = self.sim.events.make(name, channel_data=self.channel_data(),
+                                     variables=list(self.variables.items()), extra=extra,
+                                     subclass=subclass, body=body)
+        if self.sim.late_events and not self.socket_ran:
+            self.early_events.append(event)    # §9: seen late, after the socket subscribed
+        self.sim.fire(event)
 
     def fire_custom(self, subclass: str, body: str | None, extra: Iterable[tuple[str, str]] = ()) -> None:
         self.fire("CUSTOM", extra, subclass=subclass, body=body)

@@ -31,7 +31,7 @@ class FreeSwitchSim:
                  temp_dir: Path | None = None, full: bool = True, hangup_event_on_no_linger: bool = True,
                  merge_frames: bool = False, narrowband: bool = True, final_timeout_s: float = 10.0,
                  dialplan_dir: Path = DEFAULT_DIALPLAN, vars_xml: Path = DEFAULT_VARS,
-                 fs_uid: int | None = None, fs_gids: Iterable[int] | None = None):
+                 fs_uid: int | None = None, fs_gids: Iterable[int] | None = None, late_events: bool = False):
         """
         agent_addr: the agent's outbound-socket listener (host, port), or a list of them: they replace
             the host list of the dialplan's `socket` action, tried in order (refused → next host).
@@ -44,6 +44,9 @@ class FreeSwitchSim:
         narrowband: pass caller audio through the 8 kHz PCMU channel, as a phone call does.
         final_timeout_s: how long to wait for the agent to close its socket once the call is over.
         dialplan_dir / vars_xml: the XML the calls follow (the project's own by default).
+        late_events: deliver the events a channel fired before `socket` (CHANNEL_EXECUTE/…_COMPLETE of the
+            DID extension's apps, CHANNEL_PROGRESS_MEDIA) once the agent subscribes, as seen on the first
+            call after FreeSWITCH starts (§9).
         fs_uid / fs_gids: who FreeSWITCH runs as when it opens a file to play (user `freeswitch`: by
             default no uid of ours and the gid of a `freeswitch` group if one exists).
         """
@@ -60,6 +63,7 @@ class FreeSwitchSim:
         self.agent_addr = self.agent_addrs[0]
         self.dialplan = Dialplan.load(dialplan_dir, vars_xml, env={})
         self.fs_uid = fs_uid
+        self.late_events = late_events
         self.fs_gids = frozenset(default_fs_gids() if fs_gids is None else fs_gids)
         self.speed = float(speed)
         self._own_temp = temp_dir is None

@@ -158,6 +158,14 @@ class OutboundListener:
             self.ch.log.events.append(EventRecord(time.monotonic(), event.name, event.subclass,
                                                   wire.join_headers(event.headers), event.body))
 
+    def _deliver_early(self) -> None:
+        """§9: on a fresh switch, events fired before the socket connected (the DID extension's `set`s,
+        `pre_answer`) reached the socket late, once it subscribed; a client must ignore what it did not
+        ask for. Sent after the reply of the subscribing command (they are held meanwhile)."""
+        early, self.ch.early_events = self.ch.early_events, []
+        for event in early:
+            self.offer(event)
+
     def _noted(self, reply: str) -> str:
         for note in self.subs.notes:
             self.ch.note(note)
@@ -218,7 +226,9 @@ class OutboundListener:
             _, sep, name = line.partition(" ")
             return self._reply(cmd, (self.ch.variables.get(name, "") if sep else ""))
         if low.startswith("myevents"):
-            return self._reply(cmd, self._noted(self.subs.cmd_myevents(low)))
+            reply = self._reply(cmd, self._noted(self.subs.cmd_myevents(low)))
+            self._deliver_early()
+            return reply
         if low.startswith("divert_events"):
             onoff = line[13:].strip(" ")
             text = ("-ERR missing value." if not onoff else
@@ -257,7 +267,9 @@ class OutboundListener:
             was, self.log_on = self.log_on, False
             return "+OK no longer logging" if was else "-ERR not loging"
         if low.startswith("event"):
-            return self.subs.cmd_event(line)
+            reply = self.subs.cmd_event(line)
+            self._deliver_early()
+            return reply
         if low.startswith("nixevent"):
             return self.subs.cmd_nixevent(line)
         if low.startswith("noevents"):

@@ -106,6 +106,11 @@ class ForkLog:
     stopped_by: str | None = None        # stop (uuid_audio_fork … stop) | hangup
 
     @property
+    def attached(self) -> bool:
+        """Still on the channel (neither stopped nor ended by hangup)."""
+        return self.t_stopped is None
+
+    @property
     def seconds_after_transfer(self) -> float:
         return self.packets_after_transfer * 0.02
 

@@ -18,7 +18,7 @@ from agent.sim import (
     WaitIdle,
     load_script,
 )
-from agent.sim.scenario import speech_dir
+from agent.sim.scenario import Echo, speech_dir
 
 SPEED = 8.0
 TOL = 0.04          # scheduling slack on loopback, seconds
@@ -155,3 +155,16 @@ def test_yaml_script_resolves_paths_and_rejects_bad_steps(tmp_path):
         CallScript(steps=[{"dtmf": "x"}])
     with pytest.raises(ScenarioError, match="unknown step 'shout'"):
         CallScript(steps=["shout"])
+
+
+def test_script_yaml_takes_codec_echo_queue_time_and_inband_digits(tmp_path):
+    path = tmp_path / "wideband.yaml"
+    path.write_text("codec: g722\necho: {delay_ms: 80, gain_db: -18}\nqueue_s: 5\n"
+                    "steps:\n  - dtmf: {digits: '12#', inband: true}\n  - dtmf: 3\n", encoding="utf-8")
+    script = load_script(path)
+    assert (script.codec, script.echo, script.queue_s) == ("G722", Echo(delay_ms=80, gain_db=-18.0), 5.0)
+    assert script.steps == [Dtmf(digits="12#", inband=True), Dtmf(digits="3")]
+    for bad in ("codec: opus\n", "echo: {delay_ms: 400}\n", "queue_s: -1\n"):
+        (tmp_path / "bad.yaml").write_text(bad + "steps: []\n", encoding="utf-8")
+        with pytest.raises(ScenarioError):
+            load_script(tmp_path / "bad.yaml")

@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from eslpeer import AgentServer, EslPeer, connect, named, run_call, write_tone
+from eslpeer import AgentServer, EslPeer, connect, events_until, named, run_call, write_tone
 from wsserver import WsServer, collect
 
 from agent.sim import CallScript, FreeSwitchSim
@@ -151,3 +151,28 @@ def test_a_fork_stopped_before_the_transfer_streams_nothing_after_it(tmp_path):
     log, received_after = _fork_then_transfer(tmp_path, stop_first=True)
     assert log.bugs_at_transfer == [] and log.fork_bytes_after_transfer == 0 and received_after == 0
     assert log.fork.stopped_by == "stop" and log.fork.t_stopped < log.transfer.t
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_events_from_before_the_socket_can_arrive_late_and_carry_foreign_app_uuids(late: bool):
+    got: dict = {}
+
+    def agent(peer: EslPeer) -> None:
+        connect(peer)
+        peer.reply("myevents")
+        peer.reply("sendmsg\ncall-command: execute\nexecute-app-name: answer\nEvent-UUID: mine-1")
+        got["events"] = events_until(peer, lambda e: e["Event-Name"] == "CHANNEL_EXECUTE_COMPLETE"
+                                     and e.get("Application-UUID") == "mine-1")
+        peer.reply("exit")
+
+    log = run_call(agent, CallScript(destination="15882000", steps=[{"sleep": 30}]), speed=SPEED,
+                   late_events=late)
+    early = [e for e in got["events"] if e.get("Application") in ("set", "pre_answer")]
+    if not late:
+        assert early == []
+        return
+    # The DID extension's own apps (§9): same Unique-ID, Application-UUIDs this agent never sent.
+    assert [e["Application"] for e in early if e["Event-Name"] == "CHANNEL_EXECUTE"] == [
+        "set", "set", "set", "pre_answer"]
+    assert all(e["Unique-ID"] == log.uuid and e["Application-UUID"] != "mine-1" for e in early)
+    assert got["events"][0]["Application"] == "set"        # they come first, right after subscribing
