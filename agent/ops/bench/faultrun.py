@@ -77,6 +77,12 @@ def scripts(name: str, n: int, *, audio_clip: Path | None, poison_first: bool, d
     return out
 
 
+def scripts_after(first: CallScript) -> list[CallScript]:
+    """Two more calls like `first`, placed once a fault is over: later calls must be served and stored."""
+    return [CallScript(caller=f"0106661{i:04d}", variables={"callagent_industry": "ecommerce"},
+                       steps=list(first.steps), name=f"{first.name}-after-{i}", queue_s=1.0) for i in range(2)]
+
+
 class _NoPlaybackEvents(FreeSwitchSim):
     """A peer that plays files but never sends PLAYBACK_START / PLAYBACK_STOP."""
 
@@ -102,7 +108,8 @@ def sim_patches(mode: str) -> Iterator[None]:
     if mode == "files_missing":
         from agent.sim import executor
 
-        with _patched(executor, "fs_can_read", lambda *_a, **_k: False):  # every file: FILE NOT FOUND
+        # switch_core_file_open fails for every file: FILE NOT FOUND, no PLAYBACK events (freeswitch.md §10)
+        with _patched(executor, "fs_can_read", lambda *_a, **_k: False):
             yield
     elif mode == "dtmf_flood":
         from agent.sim import caller
@@ -177,6 +184,8 @@ class Run:
                 box["error"] = exc
 
         with sim_patches(sim_mode):
+            if sim_mode != "normal":
+                self.fault_at = time.monotonic()  # the switch misbehaves from the first call on
             th = threading.Thread(target=calls_thread, name="fault-sim", daemon=True)
             th.start()
             if fault is not None:
@@ -185,6 +194,10 @@ class Run:
                 self.fault_at = time.monotonic()
                 fault(self)
             th.join(CALLS_TIMEOUT_S)
+        for timer in self.timers:  # an outage outlasting the calls: the agent must catch up once it ends
+            timer.join()
+        if self.timers and "logs" in box:
+            box["logs"] += sim.run_calls(scripts_after(calls[0]))
         if self.restart_controller_later:
             self.controller = self._start_controller()  # reconciles the calls the killed one left open
         if "error" in box:
@@ -213,6 +226,7 @@ class Run:
         self.db_proxy.thaw()
         stats = self.controller.stop()
         self.extra["store"] = stats.get("store")
+        self.extra["controller_active_at_stop"] = stats.get("active")
         self.worker.stop()
         for s in self.held:
             s.close()

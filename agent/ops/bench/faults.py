@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config
+from agent.ops.bench import faultkit
 from agent.ops.bench import faultrun as fr
 from agent.ops.bench.faultkit import FakeLlm, longest_silence
 
@@ -117,11 +118,19 @@ QUICK = ("worker_sigkill", "fork_half_open", "poison_record")
 
 def measure(s: Scenario, run: fr.Run, logs: list, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     silences = [longest_silence(lg) for lg in logs]
+    worst = max(logs, key=longest_silence, default=None)
+    worst_at = None
+    if worst is not None and worst.answered_at is not None:
+        start, secs = max(faultkit.silences(worst), key=lambda x: x[1], default=(worst.answered_at, 0.0))
+        worst_at = {"call": worst.name, "from_answer_s": round(start - worst.answered_at, 1), "s": round(secs, 1),
+                    "fault_from_answer_s": None if run.fault_at is None else round(run.fault_at - worst.answered_at, 1)}
     transferred = [lg for lg in logs if lg.transfer is not None]
     served = [lg for lg in logs if lg.transfer is None and not lg.errors and lg.ended_by == "caller"
               and any(u.t_last_voiced for u in lg.utterances)]
     fault_at = run.fault_at
-    after_fault = [lg.transfer.t - fault_at for lg in transferred if fault_at is not None and lg.transfer.t >= fault_at]
+    # From the fault, or from the answer for a call that started after it (a switch fault present all along).
+    after_fault = [lg.transfer.t - max(fault_at, lg.answered_at or fault_at) for lg in transferred
+                   if fault_at is not None and lg.transfer.t >= fault_at]
     complete = [lg for lg in logs if (r := records.get(lg.uuid)) and r["ended_at"] is not None and r["end_reason"]]
     reasons = sorted({str(records[lg.uuid]["end_reason"]) for lg in logs if lg.uuid in records})
     longest = max(silences, default=0.0)
@@ -136,6 +145,8 @@ def measure(s: Scenario, run: fr.Run, logs: list, records: dict[str, dict[str, A
                                                  and max(after_fault) <= TRANSFER_TARGET_S),
         "records_ok": len(complete) == len(logs),
         "errors": sorted({e for lg in logs for e in lg.errors})[:5],
+        "worst_silence": worst_at,
+        "dtmf_rows": sum(int(r.get("dtmf_rows", 0)) for r in records.values()),
         **run.extra,
     }
     return out
@@ -189,20 +200,38 @@ def _cell(v: object) -> str:
     return str(v)
 
 
+def _notes(r: dict[str, Any]) -> str:
+    out = []
+    w = r.get("worst_silence")
+    if w and w["s"] > SILENCE_TARGET_S:
+        out.append(f"worst: {w['s']} s from {w['from_answer_s']} s after answer"
+                   + (f" (fault at {w['fault_from_answer_s']} s)" if w["fault_from_answer_s"] is not None else ""))
+    if r["scenario"] in ("frame_flood", "idle_1000"):
+        out.append(f"worker peak {r.get('worker_rss_mib')} MiB, {r.get('worker_fds')} fds")
+    if r["scenario"] == "dtmf_flood":
+        out.append(f"{r.get('dtmf_rows')} DTMF rows stored")
+    store = r.get("store") or {}
+    if store.get("spooled") or store.get("quarantined"):
+        out.append(f"store: {store.get('spooled', 0)} spooled, {store.get('quarantined', 0)} quarantined")
+    if r.get("controller_active_at_stop"):
+        out.append(f"{r['controller_active_at_stop']} calls still held by the controller at the end")
+    return "; ".join(out)
+
+
 def table_md(result: dict[str, Any]) -> str:
     head = ("| scenario | calls | served | transferred | in silence > 3 s | longest silence (s) | "
-            "transfer after fault (s) | records complete | end reasons | misses |")
-    rows = [head, "|" + "---|" * 10]
+            "transfer after fault (s) | records complete | end reasons | misses | notes |")
+    rows = [head, "|" + "---|" * 11]
     for r in result["scenarios"]:
         if "error" in r:
-            rows.append(f"| {r['scenario']} | – | – | – | – | – | – | – | – | did not run: {r['error']} |")
+            rows.append(f"| {r['scenario']} | – | – | – | – | – | – | – | – | did not run | {r['error']} |")
             continue
         misses = [m for m, ok in (("silence", r["silence_ok"]), ("transfer", r["transfer_ok"]),
                                   ("records", r["records_ok"])) if not ok]
         rows.append(f"| {r['scenario']} | {r['placed']} | {r['served']} | {r['transferred']} | {r['in_silence']} | "
                     f"{_cell(r['longest_silence_s'])} | {_cell(r['transfer_after_fault_s'])} | "
                     f"{r['records_complete']}/{r['placed']} | {', '.join(r['end_reasons'])} | "
-                    f"{', '.join(misses) or 'none'} |")
+                    f"{', '.join(misses) or 'none'} | {_notes(r)} |")
     return "\n".join(rows)
 
 
