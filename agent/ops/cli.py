@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from agent.config import Config, ConfigError, load_config
 
@@ -150,9 +149,13 @@ def cmd_db_migrate(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_kb_index(cfg: Config, args: argparse.Namespace) -> int:
-    from agent.store.kb import index_paths
+    from agent.dialog.knowledge import index_configured
 
-    stats = index_paths(_db(cfg), [Path(p) for p in args.paths], args.pack)
+    try:
+        stats = index_configured(_db(cfg), cfg.dialog, args.paths, args.pack)
+    except FileNotFoundError as exc:
+        print(f"callagent: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(stats, ensure_ascii=False, default=str))
     return 0
 
