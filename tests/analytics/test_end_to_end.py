@@ -23,13 +23,16 @@ def test_a_simulated_call_is_analysed_at_its_end_and_counted(tmp_path, db):
     try:
         script = CallScript(variables={"callagent_industry": "ecommerce"}, steps=[
             {"wait_idle": {}},
+            {"sleep": 1.0},  # the fork may connect after the greeting; a typed-in turn needs it
             {"say_text": "배송 조회 부탁드려요"},
-            {"wait_idle": {"settle_ms": 300}},
+            {"wait_playback": {}},
+            {"wait_idle": {"settle_ms": 1500}},  # the whole answer (a filler may come first) before the next turn
             {"say_text": "상담원 연결해 주세요"},
             {"expect_transfer": {"timeout_s": 20}},
         ])
         (log,) = stack.sim(speed=SPEED).run_calls([script])
         assert not log.errors, log.errors
+        assert not [n for n in log.notes if "dropped" in n], log.notes
         deadline = time.monotonic() + 30  # bounds a hang; the analysis itself takes milliseconds
         while runner.stats["analyzed"] == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
