@@ -223,10 +223,11 @@ class VadConfig:
     sentence_end_ms: int = 240
     # No verdict from the transcript: the audio model alone may end the turn after this much silence.
     audio_model_ms: int = 500
-    # Smart Turn v3.2 (audio end-of-turn model); scores Korean high, so its cut-offs are calibrated, not 0.5.
+    # Smart Turn v3.2 (audio end-of-turn model). On Korean it scores true ends 0.976-0.99 and hesitations
+    # 0.01-0.988 (docs/benchmarks.md), so it can veto the fast path but not end a turn alone.
     smart_turn: bool = True
-    smart_turn_threshold: float = 0.98  # ends a turn with no transcript verdict at audio_model_ms
-    smart_turn_veto: float = 0.5  # below this a sentence-final transcript waits for the fallback
+    smart_turn_threshold: float = 0.995  # ends a turn with no transcript verdict at audio_model_ms (> 1: never)
+    smart_turn_veto: float = 0.9  # below this a sentence-final transcript waits for the fallback (0: off)
 
 
 @dataclass(frozen=True)
@@ -398,7 +399,7 @@ def _vad(s: Section) -> VadConfig:
         sentence_end_ms=s.int("sentence_end_ms", d.sentence_end_ms, lo=20, hi=5000),
         audio_model_ms=s.int("audio_model_ms", d.audio_model_ms, lo=20, hi=5000),
         smart_turn=s.bool("smart_turn", d.smart_turn),
-        smart_turn_threshold=s.float("smart_turn_threshold", d.smart_turn_threshold, lo=0, hi=1),
+        smart_turn_threshold=s.float("smart_turn_threshold", d.smart_turn_threshold, lo=0, hi=1.01),
         smart_turn_veto=s.float("smart_turn_veto", d.smart_turn_veto, lo=0, hi=1),
     )
     if cfg.speculative_ms and cfg.speculative_ms >= cfg.end_silence_ms:

@@ -13,6 +13,7 @@ import re
 
 _HANGUL_BASE = 0xAC00
 _JONG_B = 17  # ㅂ as a final consonant (jongseong index)
+_JONG_PAST = (18, 20)  # ㅄ (없-) and ㅆ (있-, 했-): a verb stem, so a following 나 is the question ending
 
 
 def _split(words: str) -> tuple[str, ...]:
@@ -41,7 +42,7 @@ NOUNS = frozenset(_split(
 ))
 # Final endings (where a final and an open ending both match, the longer one wins).
 FINAL_SUFFIXES = _split(
-    "요 죠 니다 습니까 답니다 랍니다 네 구나 군 는걸 냐 니 래 대 자 야 다 까"
+    "요 죠 니다 습니까 답니다 랍니다 네 구나 군 는걸 는가 던가 냐 니 래 대 자 야 다 까"
 )
 # Connective endings and particles (니까 "because" loses to the longer 습니까).
 OPEN_SUFFIXES = _split(
@@ -99,6 +100,8 @@ def sentence_end(text: str) -> bool | None:
         return None  # a Latin word or acronym: no ending to read
     if word.endswith("니까") and len(word) >= 3 and (word.endswith("습니까") or _jongseong(word[-3]) == _JONG_B):
         return True  # 합니까/입니까/습니까: a formal question, not 니까 "because"
+    if word.endswith("나") and len(word) >= 2 and _jongseong(word[-2]) in _JONG_PAST:
+        return True  # 있나/했나/어딨나: a question, not the particle 나 ("or") after a noun
     if word.endswith("요"):
         return True  # -요 closes polite speech even after a connective (-는데요, -고요)
     # The longest matching ending decides: 구나 (final) over 나 (particle), 해야 (connective) over 야 (final).

@@ -65,12 +65,19 @@ class TurnEndPolicy:
         streaming decoder has also caught up with a sentence ending it had not finished decoding."""
         return tuple(ms for ms in (self.sentence_end_ms, self.audio_model_ms) if ms < self.fallback_ms)
 
+    def may_use_audio_model(self, silence_ms: int) -> bool:
+        """Whether a Smart Turn score could matter at this check, before the transcript is known (so the
+        score can be computed while the transcript is decoded)."""
+        return self.use_smart_turn and (self.veto > 0 or (silence_ms >= self.audio_model_ms and self.threshold <= 1))
+
     def needs_audio_model(self, signals: TurnSignals, silence_ms: int) -> bool:
         """Whether a Smart Turn score read now could change the decision: as a veto on a sentence-final
         transcript, or alone once `audio_model_ms` is reached; never when the transcript is clearly open."""
         if not self.use_smart_turn:
             return False
-        return signals.sentence_end is True or (signals.sentence_end is None and silence_ms >= self.audio_model_ms)
+        if signals.sentence_end is True:
+            return self.veto > 0
+        return signals.sentence_end is None and silence_ms >= self.audio_model_ms and self.threshold <= 1
 
     def decide(self, silence_ms: int, signals: TurnSignals) -> TurnEnd | None:
         """The turn end after `silence_ms` of silence, or None to keep listening."""

@@ -226,7 +226,12 @@ class CallSession:
 
     async def _turn_signals(self, event: TurnCheck) -> TurnSignals:
         """The transcript so far (live decoder, speculative pass or injected text) and, where it can change
-        the decision, the Smart Turn score of the audio up to this pause."""
+        the decision, the Smart Turn score of the audio up to this pause (computed while the transcript is
+        decoded, so the two waits overlap)."""
+        policy, loop = self._stream.policy, asyncio.get_running_loop()
+        scoring: asyncio.Future | None = None
+        if self._use_smart_turn and policy.may_use_audio_model(event.silence_ms):
+            scoring = loop.run_in_executor(self._executor, _score, event.pcm, self.meta.rate)
         text: str | None = self._injection
         if text is None:
             future: asyncio.Future | None = None
@@ -241,11 +246,12 @@ class CallSession:
                 except Exception as exc:  # a slow or failed pass only costs the fast path
                     log.debug("call %s: no transcript at the pause: %r", self.meta.call_id, exc)
         signals = TurnSignals(text=text)
-        if not self._use_smart_turn or not self._stream.policy.needs_audio_model(signals, event.silence_ms):
+        if scoring is None or not policy.needs_audio_model(signals, event.silence_ms):
+            if scoring is not None:
+                scoring.add_done_callback(_ignore_result)  # not needed: let it finish unobserved
             return signals
         try:
-            score = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
-                self._executor, _score, event.pcm, self.meta.rate), SIGNAL_TIMEOUT_S)
+            score = await asyncio.wait_for(scoring, SIGNAL_TIMEOUT_S)
         except smart_turn.SmartTurnUnavailable as exc:
             log.warning("call %s: Smart Turn off: %s", self.meta.call_id, exc)
             self._use_smart_turn = False
@@ -354,3 +360,8 @@ class CallSession:
 
 def _score(pcm: bytes, rate: int) -> float:
     return smart_turn.shared().score(np.frombuffer(pcm, dtype="<i2"), rate)
+
+
+def _ignore_result(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # read, so a failure is not reported as "never retrieved"

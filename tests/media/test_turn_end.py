@@ -29,6 +29,10 @@ ENDINGS = [
     ("뭐 먹을까", True),
     ("왜 안 오냐", True),
     ("벌써 왔구나", True),
+    ("그런 성품 이 어딨 나", True),
+    ("벌써 했나", True),
+    ("누가 이기는가", True),
+    ("사과 나", False),
     # short complete answers
     ("네", True),
     ("예", True),
@@ -128,3 +132,12 @@ def test_smart_turn_off_ignores_scores_and_no_signals_means_fallback():
     end = p.decide(900, TurnSignals())
     assert (end.reason, end.sentence_end, end.smart_turn) == ("silence", None, None)
     assert p.forced(60, TurnSignals(text="네")).reason == "forced"
+
+
+def test_the_audio_model_runs_only_where_it_can_matter():
+    assert policy().may_use_audio_model(240)
+    no_veto = policy(smart_turn_veto=0.0)
+    assert not no_veto.may_use_audio_model(240) and no_veto.may_use_audio_model(500)
+    assert not no_veto.needs_audio_model(TurnSignals(text="네"), 240)
+    never = policy(smart_turn_veto=0.0, smart_turn_threshold=1.01)
+    assert not never.may_use_audio_model(500) and never.decide(880, TurnSignals(smart_turn=1.0)) is None
