@@ -15,8 +15,8 @@ from typing import Any
 
 from agent.analytics.cost import CallCost, call_cost
 from agent.analytics.settings import AnalyticsSettings
+from agent.analytics.timing import voice_to_voice_ms
 from agent.dialog import guardrails, intents, sentiment
-from agent.ops.stats import voice_to_voice_ms
 
 Row = Mapping[str, Any]
 VERSION = 1  # bump when a definition changes; `callagent analyze --all` recomputes

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.analytics.timing import voice_to_voice_ms
+
 SAMPLES_KEPT = 10_000
 # Seconds. 0.5 (ASR, TTS first chunk), 1 (LLM response) and 2 (caller speech end → reply) are alert thresholds.
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -178,24 +180,6 @@ class ControllerStats:
         outcome, reason = call_outcome(op.get("end_reason"), op.get("escalation_reason"),
                                        call.replies if call else 0)
         self.calls_ended[(outcome, reason)] += 1
-
-
-def voice_to_voice_ms(caller: Mapping[str, Any] | None, reply: Mapping[str, Any]) -> float | None:
-    """End-of-speech wait + ASR wait after it + transcript → PLAYBACK_START, from the stored parts.
-
-    The ASR wait is the caller turn's `detail.asr_wait_ms` when stored (decoding that ran during the speech
-    or the silence does not delay the reply), else its full `asr_ms`.
-    """
-    first_audio = reply.get("first_audio_ms")
-    eos_wait = reply.get("eos_wait_ms")
-    if first_audio is None or eos_wait is None:
-        return None
-    asr_wait = reply.get("asr_ms") or 0.0
-    if caller is not None:
-        detail = caller.get("detail") or {}
-        if detail.get("asr_wait_ms") is not None:
-            asr_wait = float(detail["asr_wait_ms"])
-    return float(eos_wait) + float(asr_wait) + float(first_audio)
 
 
 def call_outcome(end_reason: str | None, escalation_reason: str | None, replies: int) -> tuple[str, str]:
