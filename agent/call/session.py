@@ -36,12 +36,13 @@ from agent.call.turns.idle import IdlePolicy
 from agent.call.turns.keypad import Keypad
 from agent.config import Config
 from agent.dialog.policy import CallInfo, Conversation, Policy
+from agent.engines.asr.hotwords import parse_variable as parse_hotwords
 from agent.esl import commands as cmd
 from agent.esl.codec import Event
 from agent.esl.connection import Closed, Disconnect, EslConnection
 from agent.esl.errors import CallGone, EslError
 from agent.ops.logs import bind_call
-from agent.store.calls import CallStore
+from agent.store.calls import CallStore, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class CallSession:
         self.liveness = ForkLiveness(self.cfg.fork_heartbeat_timeout_s)
         self.fork = ForkEvents(self)
         self._dtmf_window = (0.0, 0)  # (second, events recorded in it)
+        self._time_checked_at = 0.0
 
     @property
     def uuid(self) -> str:
@@ -135,6 +137,8 @@ class CallSession:
         self.record.answered()
         self.state = "active"
         self.voice.play_file(greeting, greeting_path, kind="greeting", interruptible=False)
+        # Stored like any agent turn: what the caller was told (AI disclosure, recording notice) is on record.
+        self.record.turn(self.record.next_turn_seq(), "agent", greeting, started_at=now_utc(), source="greeting")
         if cfg.inband_dtmf:
             self.conn.sendmsg("start_dtmf")
         if cfg.recording_dir:
@@ -328,6 +332,7 @@ class CallSession:
                 self._keypad_entry(entry)
             self.fork.tick(now, started)
             self._idle_tick(now)
+            self._time_limit_tick(now)
 
     def _idle_tick(self, now: float) -> None:
         busy = (self.voice.playout.speaking or self.keypad.typing or self.fork.caller_speaking
@@ -345,6 +350,16 @@ class CallSession:
             self.group.spawn(self._goodbye)
         else:
             self.escalate("no_input")
+
+    def _time_limit_tick(self, now: float) -> None:
+        """The call-length rule runs on a timer, not only when the caller speaks (checked once a second)."""
+        check = getattr(self.conv, "check_time", None)
+        if check is None or now - self._time_checked_at < 1.0:
+            return
+        self._time_checked_at = now
+        outcome = check()
+        if outcome is not None:
+            self.escalate(outcome.reason, outcome.summary, outcome.priority)
 
     def _goodbye(self) -> None:
         """Ends the call politely: the goodbye plays to the end, then the agent hangs up."""
@@ -405,8 +420,8 @@ class CallSession:
         settings = ForkSettings(url=c.fork_url, rate=c.fork_rate, bug=c.fork_bug, mix=c.fork_mix,
                                 secret=secret_from_env(c.fork_secret_env))
         self.listener = Listener(self.conn, self.uuid, settings)
-        hotwords = [w for w in self.channel.variables.get("callagent_hotwords", "").split(",") if w.strip()]
+        hotwords = parse_hotwords(self.channel.variables.get("callagent_hotwords", ""))
         reply = self.listener.start(industry=self.channel.industry, tenant=self.channel.tenant,
-                                    hotwords=[w.strip() for w in hotwords])
+                                    hotwords=list(hotwords))
         if not self.listener.started:
             self.worker_lost(f"fork start refused: {reply.strip()}")

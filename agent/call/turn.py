@@ -97,6 +97,7 @@ class Turn:
     _recorded_caller: bool = False
     _t_preview: float | None = None
     _pending_filler: str | None = None
+    _tts_texts: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.handle = self.ctx.voice.new_handle("reply")
@@ -268,6 +269,8 @@ class Turn:
             if self.t_first_chunk is None:
                 self.t_first_chunk = ctx.clock()
                 self.engine_ms += ms
+            if getattr(spoken, "tts_text", ""):
+                self._tts_texts.append(spoken.tts_text)
             # Parts of one piece (a streaming engine) carry the text on the last part only: one group.
             if self.held:
                 self._held_chunks.append(_Held(spoken.text, str(spoken.path), spoken.duration_s, group))
@@ -298,6 +301,8 @@ class Turn:
             detail["overhead_ms"] = round(max(0.0, overhead - self.engine_ms), 2)
         if "eot" in self.data:
             detail["eot"] = self.data["eot"]
+        if self._tts_texts:
+            detail["tts_text"] = " ".join(self._tts_texts)  # the spoken form the TTS was given
         t_dialog = self.t_in
         if self._t_preview is not None:
             # Prepared ahead: dialog and TTS ran before the end of turn; the lead is what preemption saved.

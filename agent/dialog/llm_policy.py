@@ -18,7 +18,7 @@ from agent.dialog.escalation import EscalationManager, extractive_summary
 from agent.dialog.knowledge import KnowledgeBase
 from agent.dialog.llm import LlmClient, LlmError
 from agent.dialog.packs import Pack
-from agent.dialog.policy import CallInfo, DialogEvent, Say
+from agent.dialog.policy import CallInfo, DialogEvent, Escalate, Say
 from agent.dialog.scripted import ScriptedConversation, ScriptedPolicy
 from agent.dialog.settings import DialogSettings
 from agent.dialog.state import DialogState
@@ -74,8 +74,6 @@ class LlmConversation:
         if not text.strip():
             return
         intent, handled = pre_turn(text, self.state, self.escalation, self.settings.max_say_chars)
-        if source == "dtmf":
-            self._hold_keypad(text)
         if handled is not None:
             yield from handled
             return
@@ -107,6 +105,10 @@ class LlmConversation:
 
     def discard_turn(self, turn_id: str) -> None:
         self.state.discard_turn(turn_id)
+
+    def check_time(self) -> Escalate | None:
+        """The call-length rule, for the call's timer (it fires once per call)."""
+        return self.escalation.check_time(self.state)
 
     def summary(self) -> str:
         """LLM summary (bounded by SUMMARY_TIMEOUT_S), else the extractive one; cached per history length."""

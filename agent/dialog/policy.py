@@ -89,6 +89,10 @@ class Conversation(Protocol):
         """A reply prepared ahead that the caller never heard: everything the turn wrote goes."""
         ...
 
+    def check_time(self) -> Escalate | None:
+        """The call-length rule, asked by the call's timer between turns (None: keep going)."""
+        ...
+
     def summary(self) -> str:
         """A short summary of the call so far, for the human who takes over."""
         ...

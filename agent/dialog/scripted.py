@@ -150,6 +150,10 @@ class ScriptedConversation:
     def discard_turn(self, turn_id: str) -> None:
         self.state.discard_turn(turn_id)
 
+    def check_time(self) -> Escalate | None:
+        """The call-length rule, for the call's timer (it fires once per call)."""
+        return self.escalation.check_time(self.state)
+
     def summary(self) -> str:
         return extractive_summary(self.state)
 

@@ -36,6 +36,9 @@ def format_call(call: dict[str, Any]) -> str:
         if turn.get("interrupted"):
             text = f"{turn.get('heard_text') or ''} ✂ (cut by barge-in; said: {text})"
         lines.append(f"  {who} [{turn['source']}] {text}")
+        spoken = (turn.get("detail") or {}).get("tts_text")
+        if spoken and spoken != turn["text"]:
+            lines.append(f"         spoken as: {spoken}")  # what the TTS was given (numbers read out)
         parts = latency_parts(turn)
         if turn["speaker"] == "agent" and parts:
             lines.append("         " + "  ".join(f"{k[:-3]}={v:.0f}ms" for k, v in parts.items()))
