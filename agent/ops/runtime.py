@@ -45,4 +45,9 @@ def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
         prompts.warm(fixed, rate)
     policy = create_policy(parse_dialog_settings(cfg.dialog), db)
     store = open_call_store(cfg, db)  # closes calls a killed controller left open
-    return CallDeps(cfg=cfg, policy=policy, speaker=speaker, prompts=prompts, store=store, stats=ControllerStats())
+    from agent.privacy.commands import controller_hooks
+
+    # Secrets masked out of channel variables; recordings sealed (encrypted at rest) after each call.
+    hooks = controller_hooks(cfg, db, store.flush)
+    return CallDeps(cfg=cfg, policy=policy, speaker=speaker, prompts=prompts, store=store, stats=ControllerStats(),
+                    **hooks)
