@@ -163,9 +163,9 @@ def _birth_digits(digits: str, layout: tuple[int, ...], hard: bool, context: boo
 
 
 # --- classification of digit runs -------------------------------------------------------------------
-def classify(digits: str, layout: tuple[int, ...], hard: bool, context: str) -> str | None:
+def classify(digits: str, layout: tuple[int, ...], hard: bool, context: str, before: str | None = None) -> str | None:
     """The kind of one digit string, given its group layout, whether the groups were hyphenated (or said
-    with 다시/에), and the words just before and after it."""
+    with 다시/에), and the words around it (`before`: only those before it, where a password word stands)."""
     rrn_ctx = bool(_RRN_WORDS.search(context))
     if is_rrn(digits, rrn_ctx) or (layout == (6, 7) and is_rrn(digits, True)):
         return RRN
@@ -175,10 +175,10 @@ def classify(digits: str, layout: tuple[int, ...], hard: bool, context: str) -> 
         return CARD
     if _CARD_WORDS.search(context) and 15 <= len(digits) <= 16 and not phone_digits(digits):
         return CARD  # said after "카드번호": never kept, even if misheard
-    if _PIN_WORDS.search(context) and 2 <= len(digits) <= 12:
+    if len(digits) >= 9 and phone_digits(digits):
+        return PHONE  # a valid phone number is one even after "비밀번호는 ****, 연락처는 …"
+    if _PIN_WORDS.search(context if before is None else before) and 2 <= len(digits) <= 12:
         return PIN
-    if phone_digits(digits):
-        return PHONE
     if _account(digits, layout, hard, bool(_ACCOUNT_WORDS.search(context))):
         return ACCOUNT
     if _birth_digits(digits, layout, hard, rrn_ctx or bool(_BIRTH_WORDS.search(context))):
@@ -213,7 +213,7 @@ def _run_findings(text: str, run: Run, floor: int) -> list[Finding]:
                 before = before[others[-1].start():]
             for digits, layout, end in _readings(sub):
                 after = text[end:end + 12]
-                kind = classify(digits, layout, hard, before + " " + after)
+                kind = classify(digits, layout, hard, before + " " + after, before)
                 if kind is not None:
                     hit = (j, Finding(kind, start, end, digits))
                     break
@@ -288,10 +288,19 @@ def _regex_findings(text: str) -> list[Finding]:
     return found
 
 
+# What masking already wrote: its digits and labels are never found again ("[계좌번호 ****6789]" before
+# "비밀번호" is not a PIN), so masking is idempotent.
+_ALREADY_MASKED = re.compile(
+    r"\[(?:카드번호|주민등록번호|외국인등록번호|계좌번호|전화번호|비밀번호|이메일|생년월일|주소|키패드 입력)"
+    r"(?: \*{4}\d{4})?\]|\[(?:ACCOUNT|PHONE|EMAIL|ADDRESS|BIRTH_DATE|KEYPAD)_\d+\]")
+
+
 def find_pii(text: str) -> list[Finding]:
     """Every piece of personal data in `text`, in order, without overlaps."""
     if not text:
         return []
+    # Same length, so positions hold; a filler that is neither a digit nor a space ends any run.
+    text = _ALREADY_MASKED.sub(lambda m: "■" * len(m.group(0)), text)
     found = _regex_findings(text)
     floor = 0
     for run in digit_runs(text):

@@ -215,3 +215,13 @@ def test_vault_keeps_the_whole_number_and_hands_it_back() -> None:
     assert vault.speakable("[PHONE_1]로 보내 드릴게요") == "전화번호 끝자리 5432로 보내 드릴게요"
     assert vault.protect("비밀번호는 4321이에요") == "비밀번호는 [비밀번호]이에요"  # secrets are never held
     assert len(vault) == 2
+
+
+def test_a_password_word_after_a_number_does_not_make_it_a_pin() -> None:
+    assert pii.mask_text("계좌번호는 110-123-456789이고 비밀번호는 4321이에요, 연락처는 010-2222-3333") == \
+        "계좌번호는 [계좌번호 ****6789]이고 비밀번호는 [비밀번호]이에요, 연락처는 [전화번호 ****3333]"
+
+
+def test_masking_a_whole_conversation_twice_changes_nothing() -> None:
+    once = pii.mask_text(" ".join(text for text, _, _ in POSITIVE))
+    assert pii.mask_text(once) == once

@@ -127,3 +127,21 @@ def test_keypad_entry_reaches_the_model_as_a_placeholder(db: Database) -> None:
     first = json.dumps(srv.requests[0]["messages"], ensure_ascii=False)  # (the tool schema's example is 123456)
     assert "123456" not in first and "[KEYPAD_1]" in first
     assert conv.state.caller_said_digits("123456")  # still usable for checks in memory
+
+
+class _SummaryModel(LlmClient):
+    """A model whose summary repeats what it saw and adds a number of its own (as a model may)."""
+
+    def complete(self, messages, *, timeout_s: float) -> str:  # noqa: ANN001 - the LlmClient signature
+        return messages[-1]["content"].replace("\n", " ") + " 연락처 010-2222-3333"
+
+
+def test_the_summary_carries_masked_forms_only(db: Database) -> None:
+    settings = parse_dialog_settings({"policy": "llm", "pack": "banking",
+                                      "llm": {"model": "openai/x", "api_base": "http://127.0.0.1:9"}})
+    conv = LlmPolicy(settings=settings, pack=load_pack("banking"), llm=_SummaryModel(model="openai/x"),
+                     crm=EmbeddedCrm(db), kb=None, clock=FakeClock()).open(CallInfo(call_id="v5"))
+    conv.state.add_caller("계좌번호는 110-123-456789이고 비밀번호는 4321이에요")
+    summary = conv.summary()
+    assert summary == ("고객: 계좌번호는 [계좌번호 ****6789]이고 비밀번호는 [비밀번호]이에요 "
+                       "연락처 [전화번호 ****3333]")
