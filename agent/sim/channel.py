@@ -24,14 +24,16 @@ from agent.sim.dtmf import InbandDetector
 from agent.sim.events import SimEvent
 from agent.sim.executor import Executor
 from agent.sim.fork import ForkBug
+from agent.sim.frame import deliver_frame
 from agent.sim.listener import OutboundListener
 from agent.sim.log import CallLog, ForkLog, Transfer
-from agent.sim.media import EchoLine, Mouth, packet_bytes
+from agent.sim.media import Mouth
 from agent.sim.notify import Notifier
 from agent.sim.recorder import Recorder
 
 if TYPE_CHECKING:
     from agent.sim.freeswitch import FreeSwitchSim
+    from agent.sim.media import EchoLine
     from agent.sim.scenario import CallScript
 
 STATE_NUMBERS = {"CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 3, "CS_EXECUTE": 4,
@@ -72,7 +74,7 @@ class Channel:
         self.bugs: dict[str, ForkBug] = {}
         self._all_bugs: list[ForkBug] = []
         self.echo = script.echo
-        self._lines: dict[int, EchoLine] = {}
+        self.echo_lines: dict[int, EchoLine] = {}      # per fork rate (agent/sim/frame.py)
         self.inband_dtmf: InbandDetector | None = None     # start_dtmf's media bug
         self.mouth = Mouth(speed=sim.speed, codec=script.codec if sim.narrowband else None,
                            deliver=self._deliver_packet,
@@ -308,48 +310,9 @@ class Channel:
         return True
 
     def _deliver_packet(self, source: Callable[[int], bytes], late: bool) -> None:
-        """One 20 ms media frame: the write stream (what the caller hears) advances, the caller's read
-        stream (their voice, plus line echo of what they hear) goes to every media bug."""
-        po, k = self.executor.tick(time.monotonic())
-        writes: dict[int, np.ndarray] = {}
-        reads: dict[int, bytes] = {}
+        deliver_frame(self, source, late)
 
-        def write_at(rate: int) -> np.ndarray:
-            if rate not in writes:
-                writes[rate] = (po.frame(k, rate) if po is not None
-                                else np.zeros(packet_bytes(rate) // 2, dtype=np.int16))
-            return writes[rate]
-
-        def read_at(rate: int) -> bytes:
-            if rate not in reads:
-                packet = source(rate)
-                if self.echo is not None:
-                    line = self._lines.get(rate)
-                    if line is None:
-                        line = self._lines[rate] = EchoLine(rate, self.echo.delay_ms, self.echo.gain_db)
-                    packet = line.mix(packet, write_at(rate))
-                reads[rate] = packet
-            return reads[rate]
-
-        if self.inband_dtmf is not None:
-            self._detect_dtmf(read_at(self.codec_rate))
-        if self.recorder.active:
-            self.recorder.feed(np.frombuffer(read_at(self.codec_rate), dtype="<i2"), write_at(self.codec_rate))
-        after = self.log.transfer is not None
-        for bug in list(self.bugs.values()):
-            read = read_at(bug.rate)
-            if bug.mix == "stereo":
-                packet = interleave(read, write_at(bug.rate))
-            elif bug.mix == "mixed" and po is not None:
-                left = np.frombuffer(read, dtype="<i2").astype(np.int32)
-                packet = np.clip(left + write_at(bug.rate), -32768, 32767).astype("<i2").tobytes()
-            else:
-                packet = read
-            if bug.push(packet, late) and after:
-                bug.log.bytes_after_transfer += len(packet)
-                bug.log.packets_after_transfer += 1
-
-    def _detect_dtmf(self, packet: bytes) -> None:
+    def detect_dtmf(self, packet: bytes) -> None:
         assert self.inband_dtmf is not None
         digit = self.inband_dtmf.feed(np.frombuffer(packet, dtype="<i2"))
         if digit is not None:
@@ -427,10 +390,3 @@ class Channel:
             return "fell_through"
         return "agent_hangup" if self.hangup_by == "agent_hangup" else "caller"
 
-
-def interleave(left: bytes, right: np.ndarray) -> bytes:
-    """Stereo L16: caller (read) on the left, what the caller hears (write) on the right (§3.2)."""
-    out = np.empty(len(right) * 2, dtype="<i2")
-    out[0::2] = np.frombuffer(left, dtype="<i2")[:len(right)]
-    out[1::2] = right
-    return out.tobytes()
