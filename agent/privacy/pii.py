@@ -197,20 +197,28 @@ def _readings(pieces: tuple[Piece, ...]) -> list[tuple[str, tuple[int, ...], int
     return out
 
 
+MAX_DIGITS = 19
+
+
 def _run_findings(text: str, run: Run, floor: int) -> list[Finding]:
     found: list[Finding] = []
     pieces = run.pieces
     i = 0
     while i < len(pieces):
         hit = None
-        for j in range(len(pieces) - 1, i - 1, -1):
+        # Nothing personal is longer than 19 digits: longer spans need no look (a hex dump in a log line).
+        last, total = i, 0
+        while last < len(pieces) and total + len(pieces[last].digits) <= MAX_DIGITS:
+            total += len(pieces[last].digits)
+            last += 1
+        start = pieces[i].start
+        before = text[max(floor, start - 30):start]
+        others = list(_OTHER_NUMBER_WORDS.finditer(before))
+        if others:  # the nearest word decides: "비밀번호 바꾸려는데 주문번호 123456"
+            before = before[others[-1].start():]
+        for j in range(max(last - 1, i), i - 1, -1):
             sub = pieces[i:j + 1]
             hard = all(p.hard_before for p in sub[1:])
-            start = sub[0].start
-            before = text[max(floor, start - 30):start]
-            others = list(_OTHER_NUMBER_WORDS.finditer(before))
-            if others:  # the nearest word decides: "비밀번호 바꾸려는데 주문번호 123456"
-                before = before[others[-1].start():]
             for digits, layout, end in _readings(sub):
                 after = text[end:end + 12]
                 kind = classify(digits, layout, hard, before + " " + after, before)
