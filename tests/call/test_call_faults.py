@@ -57,7 +57,7 @@ def test_asr_failures_reprompt_then_hand_off(tmp_path, db):
         (call,) = list_calls(db, 1)
         kinds = [e["kind"] for e in call["events"]]
         assert kinds.count("asr_error") == 2
-        prompts = [t["text"] for t in call["turns"] if t["speaker"] == "agent"]
+        prompts = [t["text"] for t in call["turns"] if t["speaker"] == "agent" and t["source"] != "greeting"]
         assert prompts[0].startswith("죄송합니다, 잘 듣지 못했습니다")  # a re-prompt, not silence
     finally:
         stack.stop()
@@ -115,7 +115,7 @@ def test_silent_caller_is_reprompted_twice_differently_then_handed_to_a_human(tm
         assert f"uuid_setvar {log.uuid} escalation_reason no_input" in log.api_commands()
         assert stack.deps.store.flush(10)
         (call,) = list_calls(db, 1)
-        agent_texts = [t["text"] for t in call["turns"] if t["speaker"] == "agent"]
+        agent_texts = [t["text"] for t in call["turns"] if t["speaker"] == "agent" and t["source"] != "greeting"]
         prompts = stack.cfg.controller.no_input_prompts
         assert len(set(prompts)) == 2 and agent_texts[:2] == list(prompts)  # two different prompts, in order
         assert [e["detail"]["give_up"] for e in call["events"] if e["kind"] == "no_input"] == [False, False, True]
@@ -134,7 +134,7 @@ def test_silent_caller_can_be_said_goodbye_to_instead(tmp_path, db):
         assert api[-1] == f"uuid_kill {log.uuid} NORMAL_CLEARING" and not any("uuid_transfer" in a for a in api)
         assert stack.deps.store.flush(10)
         (call,) = list_calls(db, 1)
-        agent = [t["text"] for t in call["turns"] if t["speaker"] == "agent"]
+        agent = [t["text"] for t in call["turns"] if t["speaker"] == "agent" and t["source"] != "greeting"]
         assert agent[-2:] == ["여보세요?", stack.cfg.controller.goodbye]
         goodbye = [h for h in log.heard if h.status == "done"][-1]
         assert goodbye.t_start < log.t_end  # the goodbye played to the end before the hang-up

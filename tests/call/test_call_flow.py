@@ -89,7 +89,9 @@ def test_full_call_greeting_turn_barge_in_dtmf_transfer(stack, db):
     for r in replies:
         assert r["first_audio_ms"] > 0 and r["dialog_ms"] >= 0 and r["tts_ms"] > 0
         assert r["detail"]["overhead_ms"] >= 0
-    assert [t["source"] for t in turns if t["speaker"] == "agent"][-1] == "prompt"  # the transfer notice
+    agent_sources = [t["source"] for t in turns if t["speaker"] == "agent"]
+    assert agent_sources[0] == "greeting" and agent_sources[-1] == "prompt"  # the disclosure, the notice
+    assert turns[0]["text"] == stack.cfg.controller.greeting
     kinds = [e["kind"] for e in call["events"]]
     assert kinds[0] == "fork_connected" and "barge_in" in kinds
     assert kinds.index("dtmf") < kinds.index("escalation")
@@ -129,7 +131,7 @@ def test_a_filler_covers_a_slow_tool_before_the_answer(stack, db):
     assert not log.errors, log.errors
     assert stack.deps.store.flush(10)
     (call,) = list_calls(db, 1)
-    agent = [(t["source"], t["text"]) for t in call["turns"] if t["speaker"] == "agent"]
+    agent = [(t["source"], t["text"]) for t in call["turns"] if t["speaker"] == "agent" and t["source"] != "greeting"]
     assert ("filler", "잠시만요, 확인해 보겠습니다.") in agent and [s for s, _ in agent].count("policy") == 1
     heard = [h.headers["utt_id"][0] for h in log.heard]
     assert heard[:2] == ["g", "f"] and heard[2] == "r"  # greeting, filler, then the reply
