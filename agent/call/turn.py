@@ -199,8 +199,8 @@ class Turn:
         self._recorded_caller = True
         data, rec = self.data, self.ctx.record
         detail = {k: data.get(k) for k in ("utterance", "start", "end", "asr_wait_ms", "eot") if k in data}
-        if self.held or data.get("preemptive"):
-            detail["preemptive"] = True
+        if self._t_preview is not None:
+            detail["preemptive"] = True  # prepared from turn_preview, played once the end was confirmed
         rec.turn(rec.next_turn_seq(), "caller", self.text, started_at=now_utc(),
                  source=data.get("source", "asr"), engine=data.get("engine"), eos_wait_ms=data.get("eos_wait_ms"),
                  asr_ms=data.get("asr_ms"), detail=detail)
