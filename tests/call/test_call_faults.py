@@ -141,3 +141,26 @@ def test_silent_caller_can_be_said_goodbye_to_instead(tmp_path, db):
         assert call["end_reason"] == "agent_hangup"
     finally:
         stack.stop()
+
+
+def test_a_connection_reusing_a_finished_calls_id_cannot_rewrite_its_record(tmp_path, db):
+    stack = make_stack(tmp_path, db)
+    try:
+        (log,) = stack.sim(speed=SPEED).run_calls([CallScript(steps=[{"wait_idle": {}}, "hangup"])])
+        assert not log.errors, log.errors
+        assert stack.deps.store.flush(10)
+        (before,) = list_calls(db, 1)
+        # Any local process can dial the ESL port and claim a Unique-ID (freeswitch.md §1.3 connect reply).
+        with socket.create_connection(("127.0.0.1", stack.controller.port), timeout=5) as sock:
+            f = sock.makefile("rb")
+            assert f.readline() == b"connect\n" and f.readline() == b"\n"
+            sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK\nSocket-Mode: async\nControl: full\n"
+                         b"Unique-ID: " + log.uuid.encode() + b"\nCaller-Caller-ID-Number: 0109999\n"
+                         b"variable_callagent_industry: banking\n\n")
+            assert f.readline() == b"exit\n"  # nothing else: no events, no answer, no record
+        assert stack.deps.store.flush(10)
+        (after,) = list_calls(db, 1)
+        assert after["caller"] == before["caller"] and after["industry"] == before["industry"]
+        assert after["ended_at"] == before["ended_at"] and after["turns"] == before["turns"]
+    finally:
+        stack.stop()
