@@ -129,3 +129,12 @@ def test_a_final_for_other_words_replaces_the_preview(session):
     gevent.sleep(0.3)
     assert [c for c, _ in session.conv.received] == ["환불", "환불 말고 교환이요"]
     assert [role for role, _ in session.conv.history].count("user") == 1
+
+
+def test_a_keypad_flood_is_counted_not_stored_row_by_row(session):
+    session.clock = lambda: 100.0  # ten thousand keys inside one second
+    for _ in range(10_000):
+        session._on_dtmf("5")
+    dtmf_rows = [f for op, f in session.deps.store.ops if op == "event" and f["kind"] == "dtmf"]
+    assert len(dtmf_rows) == 20
+    assert len(session.keypad.digits) == 32  # the entry is bounded too
