@@ -123,6 +123,7 @@ class TransformersAsrOptions:
     timeout_s: float = DEFAULT_TIMEOUT_S
     # Applies to the Qwen2 decoder only (the audio encoders are convolutional); auto: sdpa where supported.
     attn_implementation: str = "auto"
+    adapter: str = ""  # a PEFT LoRA adapter directory (callagent train asr-lora), merged into the weights at load
 
 
 def parse_options(options: Mapping[str, Any], key: str) -> TransformersAsrOptions:
@@ -138,6 +139,7 @@ def parse_options(options: Mapping[str, Any], key: str) -> TransformersAsrOption
         timeout_s=s.float("timeout_s", d.timeout_s, lo=0.5, hi=600),
         attn_implementation=s.choice("attn_implementation", ("auto", "sdpa", "eager", "flash_attention_2"),
                                      d.attn_implementation),
+        adapter=s.str("adapter", d.adapter),
     )
     s.done()
     return opts
@@ -241,8 +243,13 @@ def create(options: Mapping[str, Any], key: str) -> VibeVoiceTransformersAsr:
         model = VibeVoiceAsrForConditionalGeneration.from_pretrained(
             str(path), dtype=_torch_dtype(torch, opts.dtype, opts.device),
             local_files_only=True, **attn,
-        ).to(opts.device).eval()
-    except (OSError, ValueError) as exc:
+        )
+        if opts.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, opts.adapter, is_trainable=False).merge_and_unload()
+        model = model.to(opts.device).eval()
+    except (OSError, ValueError, ImportError) as exc:
         raise EngineUnavailable(NAME, f"cannot load {path}: {exc}") from exc
     log.info("vibevoice-transformers loaded %s on %s in %.1f s", path, opts.device, time.monotonic() - started)
     return VibeVoiceTransformersAsr(model, processor, opts)
