@@ -1,5 +1,5 @@
-"""`callagent bench latency|load|asr|turns|all`: measured numbers for this machine, as JSON under bench/results/ and
-Markdown tables on stdout (docs/benchmarks.md explains each number).
+"""`callagent bench latency|load|asr|turns|bargein|all`: measured numbers for this machine, as JSON under
+bench/results/ and Markdown tables on stdout (docs/benchmarks.md explains each number).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from agent.config import Config
 log = logging.getLogger(__name__)
 
 RESULTS_DIR = "bench/results"
-PARTS = ("latency", "load", "asr", "turns")
+PARTS = ("latency", "load", "asr", "turns", "bargein")
 
 
 def _run_part(part: str, cfg: Config, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -40,16 +40,20 @@ def _run_part(part: str, cfg: Config, args: argparse.Namespace, work: Path) -> d
         from agent.ops.bench import turns
 
         return turns.run(cfg, speech_dir(), quick=args.quick)
+    if part == "bargein":
+        from agent.ops.bench import bargein
+
+        return bargein.run(cfg, work, calls=args.calls, quick=args.quick)
     from agent.ops.bench import asr
 
     return asr.run(cfg, speech_dir(), quick=args.quick)
 
 
 def _renderer(part: str) -> Callable[[dict[str, Any]], str]:
-    from agent.ops.bench import report, turns
+    from agent.ops.bench import bargein, report, turns
 
     return {"latency": report.latency_md, "load": report.load_md, "asr": report.asr_md,
-            "turns": turns.turns_md}[part]
+            "turns": turns.turns_md, "bargein": bargein.bargein_md}[part]
 
 
 def main(cfg: Config, args: argparse.Namespace) -> int:
