@@ -1,0 +1,192 @@
+"""Mutation testing per module: each module is mutated by mutmut and checked only by the fast tests that cover it.
+
+    .venv/bin/python tools/mutation/run.py [MODULE ...]      # default: every module in MODULES
+
+Each module runs in its own copy of the tree under var/mutation/work/<name> (a snapshot: edits made meanwhile do
+not disturb a run), with one worker process. The Markdown report goes to var/mutation/report.md, the survivors'
+diffs to var/mutation/survivors/<name>.diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "var" / "mutation"
+MUTMUT = Path(sys.executable).with_name("mutmut")
+TARGET = 0.85
+
+
+@dataclass(frozen=True)
+class Module:
+    path: str  # the file mutated
+    tests: tuple[str, ...]  # pure, fast tests that cover it (never the database or a whole call)
+    deselect: tuple[str, ...] = ()  # node ids left out: slow or needing the embedded database
+
+    @property
+    def name(self) -> str:
+        return self.path.removeprefix("agent/").removesuffix(".py").replace("/", ".")
+
+
+MODULES: tuple[Module, ...] = (
+    Module("agent/call/turns/barge_in.py", ("tests/call/test_barge_in.py", "tests/call/test_barge_in_mutants.py")),
+    Module("agent/call/turns/keypad.py", ("tests/call/test_keypad_idle.py", "tests/call/test_keypad_mutants.py")),
+    Module("agent/call/turns/idle.py", ("tests/call/test_keypad_idle.py", "tests/call/test_idle_mutants.py")),
+    Module("agent/call/turns/backchannel.py",
+           ("tests/call/test_barge_in.py", "tests/call/test_backchannel_mutants.py")),
+    Module("agent/call/speech.py", ("tests/call/test_speech.py", "tests/call/test_speech_mutants.py")),
+    Module("agent/call/actions/listen.py", ("tests/call/test_listen.py", "tests/call/test_listen_mutants.py")),
+    Module("agent/esl/codec.py", ("tests/esl/test_codec.py", "tests/esl/test_codec_mutants.py")),
+    Module("agent/esl/commands.py", ("tests/esl/test_commands.py", "tests/esl/test_commands_mutants.py"),
+           # metadata values are now made safe instead of refused; the older test still expects a refusal
+           deselect=("tests/esl/test_commands.py::test_metadata_with_spaces_or_quotes_is_refused",)),
+    Module("agent/dialog/guardrails.py",
+           ("tests/dialog/test_guardrails.py", "tests/dialog/test_guardrails_mutants.py")),
+    Module("agent/dialog/escalation.py",
+           ("tests/dialog/test_escalation.py", "tests/dialog/test_escalation_mutants.py"),
+           deselect=("tests/dialog/test_escalation.py::test_summary_mentions_intent_order_and_what_was_tried",)),
+    Module("agent/dialog/sentiment.py", ("tests/dialog/test_sentiment_mutants.py",)),
+    Module("agent/privacy/pii.py", ("tests/privacy/test_pii.py", "tests/privacy/test_pii_mutants.py")),
+)
+
+
+def _copy_tree(work: Path) -> None:
+    """A snapshot of the code and tests; mutmut copies `agent` again into work/mutants and mutates it there."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("agent", "tests"):
+        shutil.copytree(REPO / name, work / name, ignore=ignore)
+    shutil.copy2(REPO / "pyproject.toml", work / "pyproject.toml")
+
+
+def _setup_cfg(module: Module, work: Path) -> None:
+    existing = [t for t in module.tests if (REPO / t).exists()]
+    pytest_args = ["-p", "no:cacheprovider", "-q", "-x", f"--basetemp={work / 'pt'}"]
+    pytest_args += [f"--deselect={d}" for d in module.deselect]
+    lines = [
+        "[tool:pytest]", "filterwarnings =", "    ignore::DeprecationWarning", "",
+        "[mutmut]",
+        "source_paths = agent",
+        f"only_mutate = {module.path}",
+        "mutate_only_covered_lines = false",
+        "use_setproctitle = false",
+        "pytest_add_cli_args =", *(f"    {a}" for a in pytest_args),
+        "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in existing),
+        "",
+    ]
+    (work / "setup.cfg").write_text("\n".join(lines))
+
+
+@dataclass
+class Score:
+    module: Module
+    counts: dict[str, int]
+    survivors: list[str]
+    error: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def killed(self) -> int:
+        return self.counts.get("killed", 0) + self.counts.get("timeout", 0)
+
+    @property
+    def score(self) -> float:
+        return self.killed / self.total if self.total else 0.0
+
+
+# mutmut's exit codes (mutmut/stats.py): 1 and 3 = a test failed, 0 = every test passed, 33/5 = no test ran it.
+_STATUS = {0: "survived", 1: "killed", 3: "killed", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
+           24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
+
+
+def run_module(module: Module) -> Score:
+    work = OUT / "work" / module.name
+    _copy_tree(work)
+    _setup_cfg(module, work)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("CI", None)  # the copy has no ../shared/speech next to it; the mapped tests never need it
+    proc = subprocess.run([str(MUTMUT), "run", "--max-children", "1"], cwd=work, env=env,
+                          capture_output=True, text=True)
+    (OUT / "logs").mkdir(parents=True, exist_ok=True)
+    (OUT / "logs" / f"{module.name}.log").write_text(proc.stdout + proc.stderr)
+    meta = work / "mutants" / (module.path + ".meta")
+    if not meta.exists():
+        return Score(module, {}, [], error=f"mutmut exited {proc.returncode}; see var/mutation/logs")
+    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    counts: dict[str, int] = {}
+    survivors = []
+    for key, code in sorted(codes.items()):
+        status = _STATUS.get(code, "suspicious") if code is not None else "not checked"
+        counts[status] = counts.get(status, 0) + 1
+        if status not in ("killed", "timeout"):
+            survivors.append(key)
+    _write_survivor_diffs(module, work, survivors)
+    return Score(module, counts, survivors)
+
+
+def _write_survivor_diffs(module: Module, work: Path, survivors: list[str]) -> None:
+    diffs = []
+    for key in survivors:
+        shown = subprocess.run([str(MUTMUT), "show", key], cwd=work, capture_output=True, text=True)
+        diffs.append(shown.stdout.strip())
+    (OUT / "survivors").mkdir(parents=True, exist_ok=True)
+    (OUT / "survivors" / f"{module.name}.diff").write_text("\n\n".join(diffs) + "\n")
+
+
+def report(scores: list[Score]) -> str:
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = [f"# Mutation score ({today})", "",
+            f"Target: at least {TARGET:.0%} of mutants killed per module. Survivors' diffs: var/mutation/survivors/.",
+            "", "| module | mutants | killed | survived | no tests | score | target |",
+            "|---|---:|---:|---:|---:|---:|---|"]
+    for s in scores:
+        if s.error:
+            rows.append(f"| {s.module.path} | – | – | – | – | – | {s.error} |")
+            continue
+        mark = "met" if s.score >= TARGET else "NOT met"
+        rows.append(f"| {s.module.path} | {s.total} | {s.killed} | {s.counts.get('survived', 0)} | "
+                    f"{s.counts.get('no tests', 0)} | {s.score:.0%} | {mark} |")
+    rows.append("")
+    for s in scores:
+        if s.survivors:
+            rows += [f"## {s.module.path}: {len(s.survivors)} not killed", "",
+                     *(f"- `{k}`" for k in s.survivors), ""]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("modules", nargs="*", help="paths such as agent/esl/codec.py (default: all)")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MODULES if not args.modules or m.path in args.modules or m.name in args.modules]
+    unknown = set(args.modules) - {m.path for m in chosen} - {m.name for m in chosen}
+    if unknown:
+        parser.error(f"not in the module table: {', '.join(sorted(unknown))}")
+    scores = []
+    for module in chosen:
+        print(f"mutating {module.path} ...", flush=True)
+        score = run_module(module)
+        print(f"  {score.killed}/{score.total} killed ({score.score:.0%}) {score.error}", flush=True)
+        scores.append(score)
+    OUT.mkdir(parents=True, exist_ok=True)
+    text = report(scores)
+    (OUT / "report.md").write_text(text)
+    print(f"\nreport: {OUT / 'report.md'}")
+    return 0 if all(s.score >= TARGET and not s.error for s in scores) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
