@@ -40,6 +40,7 @@ STATE_NUMBERS = {"CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 
                  "CS_EXCHANGE_MEDIA": 5, "CS_PARK": 6, "CS_CONSUME_MEDIA": 7, "CS_HIBERNATE": 8,
                  "CS_RESET": 9, "CS_HANGUP": 10, "CS_REPORTING": 11, "CS_DESTROY": 12}
 CLOSE_WAIT_S = 3.0
+REPORTING_GAP_S = 0.3  # hangup hooks run before CS_REPORTING: an agent that leaves on the linger notice misses it
 
 
 class Channel:
@@ -340,6 +341,7 @@ class Channel:
         try:
             await run_dialplan(self)
             self._stop_media()
+            await asyncio.sleep(REPORTING_GAP_S)
             self._teardown()
             await self._close_listener()
         finally:
