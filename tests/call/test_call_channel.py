@@ -102,3 +102,37 @@ def test_the_ai_part_is_recorded_masked_while_keys_are_typed_and_sealed(tmp_path
     with db.connect() as conn:
         rows = conn.execute("SELECT key_id FROM recordings WHERE call_id = %s", (log.uuid,)).fetchall()
     assert len(rows) == 1
+
+
+def test_with_a_fork_secret_the_fork_carries_its_token_and_a_forged_one_is_refused(tmp_path, db, monkeypatch):
+    import asyncio
+    import json
+
+    import websockets
+
+    from agent.call.actions.listen import fork_token
+
+    monkeypatch.setenv("CALLAGENT_FORK_SECRET", "s3cret-for-tests")
+    stack = make_stack(tmp_path, db)
+    try:
+        script = CallScript(steps=[{"wait_idle": {}}, {"say_text": "배송 조회 부탁드려요"}, {"wait_playback": {}},
+                                   {"wait_idle": {"settle_ms": 300}}, "hangup"])
+        (log,) = stack.sim(speed=SPEED).run_calls([script])
+        assert not log.errors, log.errors
+        meta = json.loads(log.fork.metadata)
+        assert meta["token"] == fork_token(log.uuid, "s3cret-for-tests")
+        assert [t["source"] for t in _stored(stack, db)["turns"]].count("policy") == 1
+
+        async def forge() -> int | None:  # any local process can dial the worker; without the token it is shut
+            url = f"ws://127.0.0.1:{stack.worker.port}/{log.uuid}"
+            async with websockets.connect(url, subprotocols=["audio.drachtio.org"]) as ws:
+                await ws.send(json.dumps({"call_id": log.uuid, "rate": 16000, "token": "0" * 32}))
+                try:
+                    while True:  # an error frame may come first; then the close
+                        await asyncio.wait_for(ws.recv(), 5)
+                except websockets.ConnectionClosed as closed:
+                    return closed.rcvd.code if closed.rcvd else None
+
+        assert asyncio.run(forge()) == 1008  # policy violation
+    finally:
+        stack.stop()
