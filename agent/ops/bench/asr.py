@@ -8,7 +8,7 @@ import csv
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,29 +194,41 @@ def _pack_terms(cfg: Config) -> tuple[str, ...]:
     return tuple(dict.fromkeys(terms))
 
 
-def run(cfg: Config, speech_dir: Path, *, quick: bool = False) -> dict[str, Any]:
-    """Scores every configured engine; an engine that cannot start is reported, not fatal."""
-    if not (speech_dir / "MANIFEST.tsv").is_file():
+def run(cfg: Config, speech_dir: Path, *, quick: bool = False, engines: Sequence[str] = (),
+        dataset: Path | None = None) -> dict[str, Any]:
+    """Scores every configured engine; an engine that cannot start is reported, not fatal. `engines`
+    (`--engine` specs, agent.lifecycle.compare.parse_spec) picks the engines and adds a segment-by-segment
+    comparison; `dataset` scores an exported split (its dev set) instead of the shared recordings."""
+    from agent.lifecycle import compare
+
+    if dataset is not None:
+        rows: list[Any] = compare.dataset_rows(dataset)
+    elif not (speech_dir / "MANIFEST.tsv").is_file():
         return {"speech_dir": str(speech_dir), "error": "MANIFEST.tsv not found", "engines": [], "files": [],
                 "totals": []}
-    rows = _pick(load_manifest(speech_dir), quick)
-    engines: list[dict[str, Any]] = []
+    else:
+        rows = _pick(load_manifest(speech_dir), quick)
+    specs = [compare.parse_spec(e, cfg.worker.asr_options) for e in engines] or [
+        compare.EngineSpec(n, n, dict(cfg.worker.asr_options.get(n, {}))) for n in engine_names(cfg)]
+    results: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
-    for name in engine_names(cfg):
-        options = cfg.worker.asr_options.get(name, {})
+    for spec in specs:
         started = time.perf_counter()
         try:
-            engine = create_engine(name, options)
+            engine = create_engine(spec.name, spec.options)
         except EngineError as exc:
-            engines.append({"engine": name, "status": f"unavailable: {exc}"})
+            results.append({"engine": spec.label, "status": f"unavailable: {exc}"})
             continue
         load_s = time.perf_counter() - started
         try:
-            per_file, problem = score_engine(name, engine, rows, speech_dir, _pack_terms(cfg))
+            per_file, problem = score_engine(spec.label, engine, rows, speech_dir, _pack_terms(cfg))
         finally:
             engine.close()
-        engines.append({"engine": name, "status": problem or "ok", "load_s": round(load_s, 2)})
+        results.append({"engine": spec.label, "status": problem or "ok", "load_s": round(load_s, 2)})
         files += per_file
-        log.info("asr bench: %s done (%s)", name, problem or "ok")
-    return {"speech_dir": str(speech_dir), "quick": quick, "conditions": list(CONDITIONS),
-            "engines": engines, "files": files, "totals": aggregate(files)}
+        log.info("asr bench: %s done (%s)", spec.label, problem or "ok")
+    out = {"speech_dir": str(dataset or speech_dir), "quick": quick, "conditions": list(CONDITIONS),
+           "engines": results, "files": files, "totals": aggregate(files)}
+    if len(engines) > 1:
+        out["comparison"] = compare.compare(files, [s.label for s in specs])
+    return out
