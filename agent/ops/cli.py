@@ -45,11 +45,15 @@ def _serve_ops(cfg: Config, controller, collector) -> None:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from agent.analytics.runner import instrument
     from agent.call.controller import Controller
     from agent.ops.metrics import ControllerCollector
     from agent.ops.runtime import build_call_deps
 
-    controller = Controller(build_call_deps(cfg, _db(cfg)))
+    db = _db(cfg)
+    deps = build_call_deps(cfg, db)
+    instrument(deps, db, cfg)  # counters from the store's operations; analytics at each call's end
+    controller = Controller(deps)
     _serve_ops(cfg, controller, ControllerCollector(controller))
     controller.serve_forever()  # returns once a SIGTERM drain is done
     controller.deps.store.close()  # the drained calls' last records reach PostgreSQL (or the spool) first
@@ -86,6 +90,28 @@ def cmd_calls(cfg: Config, args: argparse.Namespace) -> int:
     calls = list_calls(_db(cfg), args.last)
     print_calls(calls, as_json=args.json)
     return 0
+
+
+def cmd_analyze(cfg: Config, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from agent.analytics.settings import parse_analytics
+    from agent.analytics.store import backfill
+
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        since = since.astimezone()  # a bare date means local time
+    done = 0
+    for _ in backfill(_db(cfg), parse_analytics(cfg.analytics), cfg.tts.engine, since=since, redo=args.all):
+        done += 1
+    print(f"analyzed {done} calls")
+    return 0
+
+
+def cmd_dashboard(cfg: Config, args: argparse.Namespace) -> int:
+    from agent.ops.dashboard.server import serve_dashboard
+
+    return serve_dashboard(cfg, _db(cfg), listen=args.listen)
 
 
 def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
@@ -206,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     callbacks = sub.add_parser("callbacks", help="place requested callbacks with originate (inbound ESL)")
     callbacks.add_argument("--list", action="store_true", help="print stored callback requests and exit")
     callbacks.set_defaults(fn=cmd_callbacks)
+    analyze = sub.add_parser("analyze", help="post-call analytics for stored calls that lack them (backfill)")
+    analyze.add_argument("--since", help="only calls started at or after this ISO date/time")
+    analyze.add_argument("--all", action="store_true", help="recompute calls that already have analytics")
+    analyze.set_defaults(fn=cmd_analyze)
+    dashboard = sub.add_parser("dashboard", help="the operator dashboard in the browser")
+    dashboard.add_argument("--listen", help="host:port (default dashboard.listen, loopback)")
+    dashboard.set_defaults(fn=cmd_dashboard)
     from agent.privacy.commands import add_commands as add_privacy_commands
 
     add_privacy_commands(sub)  # recording export, purge, forget
@@ -220,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("paths", nargs="+")
     index.add_argument("--pack", default=None, help="industry pack the documents belong to")
     index.set_defaults(fn=cmd_kb_index)
-    bench = sub.add_parser("bench", help="benchmarks (latency, load, asr, turns, all) and the fault suite (faults)")
-    bench.add_argument("what", choices=("latency", "load", "asr", "turns", "all", "faults"))
+    bench = sub.add_parser("bench", help="benchmarks (latency, load, asr, turns, bargein, all) and the fault suite "
+                                         "(faults)")
+    bench.add_argument("what", choices=("latency", "load", "asr", "turns", "bargein", "all", "faults"))
     bench.add_argument("--calls", type=int, default=None)
     bench.add_argument("--quick", action="store_true", help="fewer calls and files")
     add_bench_options(bench)  # asr: --engine A --engine B, --dataset
