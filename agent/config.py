@@ -199,6 +199,7 @@ class ControllerConfig:
     # A dialog or ASR step that has not answered by then gets a filler: the caller never waits in silence.
     filler_after_s: float = 1.5
     slow_filler: str = "잠시만요, 확인하고 있습니다."
+    slow_filler_more: str = "조금만 더 기다려 주세요."  # the second, if the step is still silent after the first
     recording_dir: str = ""  # the AI part of each call is recorded here (stereo WAV); empty = off
 
 
@@ -366,12 +367,13 @@ def _controller(s: Section) -> ControllerConfig:
         inband_dtmf=s.bool("inband_dtmf", d.inband_dtmf),
         filler_after_s=s.float("filler_after_s", d.filler_after_s, lo=0.3, hi=30),
         slow_filler=s.str("slow_filler", d.slow_filler),
+        slow_filler_more=s.str("slow_filler_more", d.slow_filler_more),
         recording_dir=s.str("recording_dir", d.recording_dir),
     )
     for url in cfg.status_urls:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(s.key("status_urls"), f"must be http(s):// URLs, got {url!r}")
-    for name in ("greeting", "apology", "transfer_notice", "goodbye", "slow_filler"):
+    for name in ("greeting", "apology", "transfer_notice", "goodbye", "slow_filler", "slow_filler_more"):
         if not getattr(cfg, name).strip():
             raise ConfigError(s.key(name), "must not be empty: the caller would hear silence")
     # The greeting is the AI disclosure and the recording notice; it must match what is really recorded.

@@ -281,7 +281,8 @@ class CallSession:
             uuid=self.uuid, conv=self.conv, voice=self.voice, speaker=self.deps.speaker, record=self.record,
             rate=self.channel.read_rate, escalate=self.escalate, hang_up=self.hang_up,
             turn_timeout_s=self.cfg.turn_timeout_s, filler_after_s=self.cfg.filler_after_s,
-            slow_filler=self.cfg.slow_filler, stats=self.deps.stats, clock=self.clock,
+            slow_fillers=(self.cfg.slow_filler, self.cfg.slow_filler_more), stats=self.deps.stats,
+            clock=self.clock,
         )
 
     def start_turn(self, data: dict[str, Any], *, held: bool = False) -> Turn:

@@ -60,7 +60,7 @@ class TurnContext:
     hang_up: Callable[[], None]
     turn_timeout_s: float = 8.0
     filler_after_s: float = 1.5  # a dialog step that has not answered by then gets a filler
-    slow_filler: str = "잠시만요, 확인하고 있습니다."
+    slow_fillers: tuple[str, ...] = ("잠시만요, 확인하고 있습니다.",)
     stats: StatsLike | None = None
     clock: Callable[[], float] = time.monotonic
 
@@ -165,7 +165,7 @@ class Turn:
         started_at = now_utc()
         outcome: Escalate | EndCall | None = None
         tools: list[dict[str, Any]] = []
-        filler = gevent.spawn_later(self.ctx.filler_after_s, self._slow_filler)
+        filler = gevent.spawn(self._slow_fillers)
         try:
             outcome = self._converse(tools, filler)
         except gevent.Timeout:
@@ -217,7 +217,6 @@ class Turn:
                 if self.cancelled:
                     break
                 if isinstance(event, Say):
-                    filler.kill(block=False)
                     self._speak(event.text)
                 elif isinstance(event, Filler):
                     filler.kill(block=False)
@@ -247,13 +246,22 @@ class Turn:
         elif self.t_first_say is None and not self.ctx.voice.playout.audio_queued:
             self.ctx.voice.say_prompt(text, kind="filler")
 
-    def _slow_filler(self) -> None:
-        """The dialog has not produced anything yet: a short phrase, so the caller never waits in silence."""
+    def _slow_fillers(self) -> None:
+        """Nothing to say yet (the dialog, a tool or the TTS is slow): a short phrase each time the line has
+        been silent for `filler_after_s`, at most twice, so the caller never waits in silence; the turn's
+        timeout decides after that."""
         ctx = self.ctx
-        if self.cancelled or self.held or self.t_first_say is not None or ctx.voice.playout.audio_queued:
-            return
-        ctx.record.event("slow_step_filler", waited_ms=round(ctx.filler_after_s * 1000))
-        ctx.voice.say_prompt(ctx.slow_filler, kind="filler")
+        for text in ctx.slow_fillers:
+            while True:
+                gevent.sleep(ctx.filler_after_s)
+                if self.cancelled or self.t_first_queued is not None:
+                    return
+                if not self.held and not ctx.voice.playout.audio_queued:
+                    break
+            ctx.record.event("slow_step_filler", waited_ms=round(ctx.filler_after_s * 1000),
+                             step="dialog" if self.t_first_say is None else "tts")
+            handle = ctx.voice.say_prompt(text, kind="filler")
+            ctx.voice.wait_finished(handle, ctx.voice.remaining_s(handle) + 1.0)
 
     def _speak(self, text: str) -> None:
         ctx = self.ctx

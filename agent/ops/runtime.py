@@ -40,7 +40,8 @@ def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
     c = cfg.controller
     # Each call plays its pack's greeting (chosen per call by callagent_industry): warm them all.
     greetings = [load_pack(name).greeting for name in PACKS]
-    fixed = [c.greeting, c.apology, c.transfer_notice, *c.no_input_prompts, c.goodbye, c.slow_filler, *greetings]
+    fixed = [c.greeting, c.apology, c.transfer_notice, *c.no_input_prompts, c.goodbye, c.slow_filler,
+             c.slow_filler_more, *greetings]
     for rate in WARM_RATES:
         prompts.warm(fixed, rate)
     policy = create_policy(parse_dialog_settings(cfg.dialog), db)

@@ -106,19 +106,24 @@ def test_a_worker_that_stops_talking_is_noticed_within_seconds(tmp_path, db):
             stack.stop()
 
 
-def test_a_slow_dialog_gets_a_filler_instead_of_silence(tmp_path, db):
-    stack = make_stack(tmp_path, db, policy=EchoPolicy(first_say_delay_s=4.0))
+def test_a_slow_dialog_gets_fillers_and_the_caller_never_waits_3_s_in_silence(tmp_path, db):
+    stack = make_stack(tmp_path, db, policy=EchoPolicy(first_say_delay_s=7.0))
     try:
         script = CallScript(steps=[{"wait_idle": {}}, {"say_text": "환불 가능한가요"}, {"wait_playback": {}},
-                                   {"wait_idle": {"settle_ms": 1000}}, "hangup"])
+                                   {"wait_idle": {"settle_ms": 3000, "timeout_s": 30}}, "hangup"])
         (log,) = stack.sim(speed=1.0).run_calls([script])
         assert not log.errors, log.errors
         spoke_end = log.utterances[0].t_last_voiced
-        first = min(h.t_start for h in log.heard if h.t_start > spoke_end)
-        assert first - spoke_end < 3.0  # the caller heard something within 3 s, not after the 4 s dialog step
+        heard = sorted((h for h in log.heard if h.t_start > spoke_end), key=lambda h: h.t_start)
+        # Silence the caller sat through: from their last word to the first audio, and between two playbacks.
+        edges = [spoke_end] + [t for h in heard for t in (h.t_start, h.t_stop)]
+        silences = [b - a for a, b in zip(edges[::2], edges[1::2], strict=False)]
+        assert silences and max(silences) < 3.0, silences
         call = _stored(stack, db)
         agent = [(t["source"], t["text"]) for t in call["turns"]
                  if t["speaker"] == "agent" and t["source"] != "greeting"]
-        assert agent[0] == ("filler", stack.cfg.controller.slow_filler) and agent[1][0] == "policy"
+        c = stack.cfg.controller
+        assert agent[:2] == [("filler", c.slow_filler), ("filler", c.slow_filler_more)]
+        assert agent[2][0] == "policy"
     finally:
         stack.stop()
