@@ -1,12 +1,18 @@
-"""What a hand-off tells the queue, checked through the whole stack: the reason and priority the caller is queued
-with (channel variables set on the simulated switch, the stored call row). Each test fails on a planted bug that
-the older tests let through: DTMF 0 with another queue priority, a dialog timeout stored as a generic error."""
+"""The call session through the whole stack: what a hand-off tells the queue (reason and priority as channel
+variables on the simulated switch, the stored call row) and what a barge-in leaves the caller hearing. Each test
+fails on a planted bug the older tests let through: DTMF 0 with another queue priority, a dialog timeout stored
+as a generic error, a barge-in that breaks the playback but lets the reply in progress go on."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from agent.dialog.policy import CallInfo, Say
 from agent.sim import CallScript
 from agent.store.calls import list_calls
-from tests.call.harness import EchoPolicy, make_stack
+from tests.call.harness import EchoConversation, EchoPolicy, make_stack
 
 SPEED = 3.0
 
@@ -63,5 +69,53 @@ def test_a_dialog_that_outlasts_the_turn_timeout_is_recorded_as_agent_timeout(tm
         # The caller never heard the late reply: the transfer came before the policy's first sentence.
         agent = [t["text"] for t in call["turns"] if t["speaker"] == "agent" and t["source"] == "policy"]
         assert not any("말씀이시군요" in text for text in agent)
+    finally:
+        stack.stop()
+
+
+class PacedConversation(EchoConversation):
+    """Streams its reply a sentence at a time with a pause between, as an LLM does: cancelling the turn is what
+    keeps the later sentences from being spoken over a caller who has cut in."""
+
+    LINES = ("네, 확인해 드릴게요.", "주문하신 상품은 어제 출발했어요.", "오늘 오후에 도착할 예정입니다.",
+             "배송 기사님이 도착 전에 연락드릴 거예요.")
+
+    def respond(self, text: str, source: str) -> Iterator[Any]:
+        self.received.append((text, source))
+        self.state.add_caller(text)
+        msg = self.state.begin_agent()
+        for i, line in enumerate(self.LINES if len(self.received) == 1 else self.LINES[:1]):
+            if i:
+                time.sleep(0.8)
+            self.state.add_agent(line, msg)
+            yield Say(line)
+
+
+class PacedPolicy(EchoPolicy):
+    def open(self, call: CallInfo) -> EchoConversation:
+        conv = PacedConversation(call)
+        self.conversations.append(conv)
+        return conv
+
+
+def test_a_barge_in_stops_the_rest_of_a_reply_still_being_written(tmp_path, db):
+    stack = make_stack(tmp_path, db, policy=PacedPolicy())
+    try:
+        script = CallScript(steps=[{"wait_idle": {}}, {"say_text": "배송 조회 부탁드려요"},
+                                   {"barge_in": {"text": "잠깐만요 주소를 바꾸고 싶어요", "after_ms": 400}},
+                                   {"wait_idle": {"settle_ms": 2500}}, "hangup"])
+        (log,) = stack.sim(speed=1.0).run_calls([script])
+        assert not log.errors, log.errors
+        t_break = next(c.t for c in log.commands if c.line == f"api uuid_break {log.uuid} all")
+        cut = {h.headers["utt_id"] for h in log.heard if h.status == "break"}
+        assert len(cut) == 1, log.heard
+        after = [h for h in log.heard if h.t_start > t_break]
+        # The caller hears the answer to what they said, and nothing more of the reply they cut.
+        assert after and not any(h.headers.get("utt_id") in cut for h in after), after
+        call = _stored(stack, db)
+        first = next(t for t in call["turns"] if t["source"] == "policy")
+        assert first["interrupted"] and "도착 전에 연락" not in first["heard_text"]
+        assert [c for c, _ in stack.policy.conversations[0].received] == ["배송 조회 부탁드려요",
+                                                                          "잠깐만요 주소를 바꾸고 싶어요"]
     finally:
         stack.stop()
