@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-packages demo test lint bench clean
+.PHONY: install system-packages demo test lint bench mutation clean
 
 install: system-packages $(STAMP)
 
@@ -45,6 +45,11 @@ lint: install
 
 bench: install
 	$(VENV)/bin/callagent bench all
+
+# Mutation testing (not part of `make test`): each listed module against the fast tests that cover it, one worker.
+# MODULES="agent/esl/codec.py ..." narrows the run; the report goes to var/mutation/report.md.
+mutation: install
+	$(PY) tools/mutation/run.py $(MODULES)
 
 clean:
 	rm -rf $(VENV) var bench/results *.egg-info
