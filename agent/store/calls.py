@@ -110,6 +110,8 @@ class CallStore:
         self._conn: psycopg.Connection | None = None
         self._watchdog = Watchdog()
         self._last_attempt = 0.0
+        self._writing_since: float | None = None
+        self._db_ok = True  # False from a failed write until the next successful one
         self._refused: set[str] = set()  # call ids whose later start was refused (writer thread only)
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._log = RateLimitedLog(log, per_s=0.5)
@@ -143,8 +145,8 @@ class CallStore:
         Blocks up to a few seconds (run it off the event loop); False when the database cannot say."""
         if call_id in self._ended:
             return True
-        if self.db is None:
-            return False
+        if self.db is None or not self._db_ok or self._stuck():
+            return False  # the database is down or hanging: answer now rather than wait for its timeout
         try:
             with self.db.connect(connect_timeout_s=int(QUERY_TIMEOUT_S)) as conn, \
                     self._watchdog.guard(conn, QUERY_TIMEOUT_S):
@@ -298,6 +300,11 @@ class CallStore:
         except Exception as exc:  # noqa: BLE001
             return self._failed([item], exc)
 
+    def _stuck(self) -> bool:
+        """The writer has waited on one write for over a second (a hung database)."""
+        since = self._writing_since
+        return since is not None and time.monotonic() - since > 1.0
+
     def _backing_off(self, force: bool) -> bool:
         recently_failed = self.stats["errors"] and time.monotonic() - self._last_attempt < RETRY_EVERY_S
         return bool(self._conn is None and recently_failed and not force)
@@ -305,6 +312,7 @@ class CallStore:
     def _failed(self, items: list[dict[str, Any]], exc: BaseException) -> list[dict[str, Any]]:
         self._disconnect()
         if is_outage(exc):
+            self._db_ok = False
             self.stats["errors"] += 1
             self._log.warning("call store write failed, spooling to disk: %s", exc)
             return items
@@ -312,10 +320,15 @@ class CallStore:
         return []
 
     def _transaction(self, items: list[dict[str, Any]]) -> None:
-        conn = self._connection()
-        with self._watchdog.guard(conn, self.write_timeout_s), conn.transaction():
-            for item in items:
-                self._execute(conn, item)
+        self._writing_since = time.monotonic()
+        try:
+            conn = self._connection()
+            with self._watchdog.guard(conn, self.write_timeout_s), conn.transaction():
+                for item in items:
+                    self._execute(conn, item)
+        finally:
+            self._writing_since = None
+        self._db_ok = True
         self.stats["written"] += len(items)
 
     def _execute(self, conn: psycopg.Connection, item: dict[str, Any]) -> None:

@@ -93,3 +93,24 @@ def test_reconcile_closes_calls_left_open_except_live_ones(db, tmp_path):
                        "d": ("agent_hangup", True), "new": (None, False)}
     assert store.reconcile_open_calls(None) == 2  # nothing live: b and new are closed too
     store.close()
+
+
+class _CountingDatabase(Database):
+    def __init__(self, dsn: str):
+        super().__init__(dsn)
+        self.connects = 0
+
+    def connect(self, **kwargs):  # type: ignore[no-untyped-def]
+        self.connects += 1
+        return super().connect(**kwargs)
+
+
+def test_is_finished_does_not_wait_on_a_database_the_writer_found_down(tmp_path):
+    down = _CountingDatabase(DOWN)
+    store = CallStore(down, tmp_path / "spool")
+    _start(store, "c9", "010")
+    assert store.flush(15) and store.stats["errors"] >= 1
+    before = down.connects
+    assert not store.is_finished("c9")  # unknown, answered at once: no connection attempt
+    assert down.connects == before
+    store.close()
