@@ -33,6 +33,13 @@ def test_silence_is_measured_from_each_wait_for_the_agent():
     assert longest_silence(log) == pytest.approx(4.5)
 
 
+def test_a_wait_starts_when_the_audio_playing_then_ends():
+    log = CallLog(uuid="u", answered_at=100.0, t_end=130.0)
+    log.heard = [_heard(100.0, 116.0), _heard(116.0, 118.0), _heard(121.0, 123.0)]
+    log.utterances = [_utt(99.0), _utt(110.0)]  # spoke before the answer, and over the greeting
+    assert [(round(s - 100, 2), round(d, 2)) for s, d in silences(log)] == [(0.0, 0.0), (18.0, 3.0), (18.0, 3.0)]
+
+
 def test_an_unanswered_call_has_no_silence():
     assert silences(CallLog(uuid="u")) == []
 

@@ -199,13 +199,29 @@ def end_of_agent(log: CallLog) -> float | None:
     return log.t_end
 
 
+def _audible_until(t: float, spans: list[tuple[float, float]]) -> float:
+    """The end of the audio playing at `t` (and of any playback that follows it without a gap); `t` if none."""
+    moved = True
+    while moved:
+        moved = False
+        for a, b in spans:
+            if a <= t < b:
+                t, moved = b, True
+    return t
+
+
 def silences(log: CallLog) -> list[tuple[float, float]]:
-    """(start, seconds) of each wait for the agent: answer → first playback, and each caller utterance's last
-    voiced frame → the next playback start (or the transfer, or the end of the call when nothing came)."""
+    """(start, seconds) of each wait for the agent: from the answer, and from each caller utterance's last voiced
+    frame, once the audio playing then has ended, to the next playback start (or the transfer, or the end of the
+    call when nothing came)."""
     if log.answered_at is None:
         return []
     end = end_of_agent(log) or time.monotonic()
-    starts = [log.answered_at] + [u.t_last_voiced for u in log.utterances if u.t_last_voiced is not None]
+    spans = [(h.t_start, h.t_stop if h.t_stop is not None else end) for h in log.heard]
+    # The answer waits for the first playback; an utterance waits for whatever plays after the audio it
+    # ended over (a caller who talks over the greeting waits from the greeting's end).
+    starts = [log.answered_at] + [_audible_until(max(u.t_last_voiced, log.answered_at), spans)
+                                  for u in log.utterances if u.t_last_voiced is not None]
     heard = sorted(h.t_start for h in log.heard)
     out = []
     for s in starts:

@@ -26,6 +26,7 @@ from agent.sim import CallLog, CallScript, FreeSwitchSim
 TEXT = "배송 조회 부탁드려요"
 IDLE = {"settle_ms": 300, "timeout_s": 25}
 REPLY = {"wait_playback": {"timeout_s": 15}}
+GREETING = {"wait_playback": {"timeout_s": 10}}
 TRIGGER_TIMEOUT_S = 40.0
 CALLS_TIMEOUT_S = 150.0
 SAMPLE_S = 0.25
@@ -66,9 +67,11 @@ def scripts(name: str, n: int, *, audio_clip: Path | None, poison_first: bool, d
     turn: dict[str, Any] = {"say_audio": {"path": str(audio_clip)}} if audio_clip else {"say_text": TEXT}
     out = []
     for i in range(n):
-        steps: list[Any] = [{"wait_idle": IDLE}, turn, REPLY, {"wait_idle": IDLE}, "hangup"]
+        # The greeting first: a caller does not speak into a line that has not started talking yet.
+        greeting: list[Any] = [GREETING, {"wait_idle": IDLE}]
+        steps: list[Any] = [*greeting, turn, REPLY, {"wait_idle": IDLE}, "hangup"]
         if dtmf_flood and i == 0:
-            steps = [{"wait_idle": IDLE}, {"dtmf": "123456789" * 60}, turn, REPLY, {"wait_idle": IDLE}, "hangup"]
+            steps = [*greeting, {"dtmf": "123456789" * 60}, turn, REPLY, {"wait_idle": IDLE}, "hangup"]
         variables = {"callagent_industry": "ecommerce"}
         if poison_first and i == 0:
             variables["callagent_customer"] = "김\x00철수"  # a NUL byte, as a broken CRM integration sends it
