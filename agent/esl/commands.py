@@ -28,7 +28,7 @@ _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _token(value: str, what: str) -> str:
-    if not _SAFE_TOKEN.match(value):
+    if not _SAFE_TOKEN.fullmatch(value):  # not .match: `$` would let a trailing newline through
         raise ValueError(f"{what} {value!r} has characters FreeSWITCH would split or strip")
     return value
 
@@ -65,7 +65,7 @@ def clean_value(value: str, limit: int = 480) -> str:
 
 
 def uuid_setvar(uuid: str, name: str, value: str) -> str:
-    if not _VAR_NAME.match(name):
+    if not _VAR_NAME.fullmatch(name):
         raise ValueError(f"bad channel variable name {name!r}")
     # uuid_setvar splits into at most 3 arguments, so the value may contain spaces (§4).
     return f"uuid_setvar {_token(uuid, 'uuid')} {name} {clean_value(value)}"
@@ -117,7 +117,7 @@ def uuid_audio_fork_stop(uuid: str, bug: str) -> str:
 
 def uuid_fileman(uuid: str, command: str) -> str:
     """`pause` toggles pause on the file now playing; `-ERR No file handle!` when none is (§10)."""
-    if not re.match(r"^(pause|stop|restart|volume:[+-]?\d+|seek:[+-]?\d+)$", command):
+    if not re.fullmatch(r"(pause|stop|restart|volume:[+-]?\d+|seek:[+-]?\d+)", command):
         raise ValueError(f"unknown fileman command {command!r}")
     return f"uuid_fileman {_token(uuid, 'uuid')} {command}"
 
