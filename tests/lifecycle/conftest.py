@@ -3,13 +3,11 @@ dataset written straight in the export format."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from lc_samples import write_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engines" / "vibevoice"))
 
@@ -22,15 +20,6 @@ def tiny_asr(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vv_tiny import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("vibevoice-asr-tiny"))
-
-
-def write_sample(directory: Path, name: str, text: str, seconds: float, seed: int, rate: int = 8000) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    audio = (np.random.default_rng(seed).standard_normal(int(seconds * rate)) * 2000).astype(np.int16)
-    sf.write(str(directory / f"{name}.wav"), audio, rate, subtype="PCM_16")
-    sample = {"audio_duration": seconds, "audio_path": f"{name}.wav", "customized_context": [],
-              "segments": [{"speaker": 0, "text": text, "start": 0.0, "end": seconds}]}
-    (directory / f"{name}.json").write_text(json.dumps(sample, ensure_ascii=False), encoding="utf-8")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_sample
+from lc_samples import write_sample
 
 from agent.lifecycle import compare
 
