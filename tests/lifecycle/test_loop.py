@@ -70,10 +70,18 @@ def test_recorded_calls_to_a_compared_adapter(db, cli_config: Path, tmp_path: Pa
     assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
 
+    import torch
+
     from agent.engines.asr.vibevoice_transformers import create
 
-    engine = create({"model_path": str(tiny_asr), "device": "cpu", "adapter": str(adapter)}, "k")
-    engine.close()
+    base = create({"model_path": str(tiny_asr), "device": "cpu"}, "k")
+    tuned = create({"model_path": str(tiny_asr), "device": "cpu", "adapter": str(adapter)}, "k")
+    before, after = base._model.state_dict(), tuned._model.state_dict()
+    base.close()
+    tuned.close()
+    assert before.keys() == after.keys()  # merged at load: a plain model, no LoRA layers left at inference
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed and all(".language_model.layers." in k and k.endswith("_proj.weight") for k in changed)
 
     out = tmp_path / "compare.json"
     tuned = f"vibevoice-transformers,adapter={adapter}"
@@ -87,8 +95,6 @@ def test_recorded_calls_to_a_compared_adapter(db, cli_config: Path, tmp_path: Pa
     dev_refs = {d["reference"] for d in comp["diffs"]}
     assert dev_refs <= {*LINES, "주문한 물건이 아직 안 왔어요."} and len(comp["diffs"]) == 2 * n_dev  # 2 conditions
     assert all(set(d["engines"]) == {"vibevoice-transformers", tuned} for d in comp["diffs"])
-    # 2 steps at a high learning rate already move the random model's answers: the adapter is applied
-    assert any(len({e["hypothesis"] for e in d["engines"].values()}) == 2 for d in comp["diffs"])
     assert result["verdict"]["promote"] is False  # a handful of segments can never promote
     printed = capsys.readouterr().out
     assert "| vibevoice-transformers | as given |" in printed and "Promote: no" in printed
