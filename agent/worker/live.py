@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,11 @@ from agent.engines.errors import EngineError
 log = logging.getLogger(__name__)
 
 BATCH_S = 0.2
+# Silence fed to the decoder before reading a partial at a turn check. Kaldi decodes in chunks and holds the
+# last few hundred ms back, so after 240 ms of real silence its partial often lacks the final syllable
+# ("거라" for "걸어갔다"; at 8 kHz 1 sentence ending in 11 was visible, 7 with this pad). Word times after a pad
+# are moved back by it, so the final segments still match the stream.
+CHECK_PAD_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class LiveDecoder:
         self._pending_bytes = 0
         self._batch_bytes = int(BATCH_S * rate) * 2
         self._tail: asyncio.Future | None = None
+        self._fed_s = 0.0  # audio handed to this utterance's decoder, pads included
+        self._pads: list[tuple[float, float]] = []  # (decoder seconds where a pad went in, its length)
 
     @staticmethod
     def supported(engine: Any) -> bool:
@@ -53,6 +60,7 @@ class LiveDecoder:
         """A new utterance: a fresh decoder, fed the audio captured up to its confirmation."""
         self._utterance = utterance
         self._pending, self._pending_bytes = [], 0
+        self._fed_s, self._pads = 0.0, []
         self._then(self._open)
         self.feed(audio)
 
@@ -61,6 +69,7 @@ class LiveDecoder:
             return
         self._pending.append(data)
         self._pending_bytes += len(data)
+        self._fed_s += len(data) / 2 / self._rate
         if self._pending_bytes >= self._batch_bytes:
             self._flush()
 
@@ -72,12 +81,16 @@ class LiveDecoder:
         self._utterance = 0
         return self._then(self._result)
 
-    def partial(self, utterance: int) -> asyncio.Future[str] | None:
-        """The words decoded so far for `utterance` (after all audio fed until now), or None if it is not
-        being decoded live. For the end-of-turn check at a pause."""
+    def partial(self, utterance: int, pad_s: float = CHECK_PAD_S) -> asyncio.Future[str] | None:
+        """The words decoded so far for `utterance` (after all audio fed until now, then `pad_s` of silence),
+        or None if it is not being decoded live. For the end-of-turn check at a pause."""
         if utterance != self._utterance or self._tail is None:
             return None
         self._flush()
+        if pad_s > 0:
+            self._pads.append((self._fed_s, pad_s))
+            self._fed_s += pad_s
+            self._then(self._accept, np.zeros(int(pad_s * self._rate), dtype=np.int16))
         return self._then(self._partial)
 
     def abandon(self) -> None:
@@ -119,7 +132,12 @@ class LiveDecoder:
         decoder, self._decoder = self._decoder, None
         if decoder is None:
             raise EngineError(getattr(self._engine, "name", "asr"), "live decoder could not start", retryable=True)
-        return decoder.result()
+        result = decoder.result()
+        if not self._pads:
+            return result
+        shift = partial_shift(tuple(self._pads))
+        return replace(result, segments=tuple(replace(s, start=shift(s.start), end=shift(s.end))
+                                              for s in result.segments))
 
 
 def _kaldi_partial(decoder: Any) -> str:
@@ -138,3 +156,16 @@ def _kaldi_partial(decoder: Any) -> str:
         return ""
     done = " ".join(s.text for s in getattr(decoder, "_segments", ()))
     return f"{done} {tail}".strip()
+
+
+def partial_shift(pads: tuple[tuple[float, float], ...]) -> Callable[[float], float]:
+    """Maps decoder time to utterance time by taking the inserted pads out (a time inside a pad → its start)."""
+
+    def shift(t: float) -> float:
+        out = t
+        for at, length in pads:
+            if t > at:
+                out -= min(length, t - at)
+        return out
+
+    return shift

@@ -17,7 +17,9 @@ from agent.config import Config, VadConfig, WorkerConfig
 from agent.engines.asr.base import AsrEngine
 from agent.engines.asr.fake import FakeAsr
 from agent.media.endpointing import SpeechOnset, SpeechStarted
+from agent.ops.bench.mulaw import telephone_band
 from agent.worker import session as worker_session
+from agent.worker.live import partial_shift
 from agent.worker.server import WorkerThread
 from agent.worker.session import WorkerStats
 from agent.worker.stream import CallStream
@@ -44,8 +46,8 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(RATE * seconds), np.int16)
 
 
-def chunks(pcm: np.ndarray, channels: int = 1) -> list[bytes]:
-    data, n = pcm.astype("<i2").tobytes(), 640 * channels
+def chunks(pcm: np.ndarray, channels: int = 1, *, rate: int = RATE) -> list[bytes]:
+    data, n = pcm.astype("<i2").tobytes(), rate // 50 * 2 * channels
     return [data[i:i + n] for i in range(0, len(data), n)]
 
 
@@ -76,10 +78,10 @@ def vosk() -> AsrEngine:
 
 
 async def call(port: int, audio: Iterable[bytes], *, finals: int = 1, channels: int = 1,
-               until: str | None = None) -> list[dict]:
+               until: str | None = None, rate: int = RATE) -> list[dict]:
     """Sends metadata and audio, then collects messages until `finals` transcripts (or the `until` event)."""
     async with connect(f"ws://127.0.0.1:{port}/call-1", subprotocols=["audio.drachtio.org"]) as ws:
-        await ws.send(json.dumps({"call_id": "call-1", "rate": RATE, "channels": channels}))
+        await ws.send(json.dumps({"call_id": "call-1", "rate": rate, "channels": channels}))
         for chunk in audio:
             await ws.send(chunk)
         messages: list[dict] = []
@@ -114,10 +116,13 @@ def test_a_short_burst_gives_onset_then_dropped_and_never_a_turn(worker):
 
 
 @pytest.mark.speech
-def test_a_finished_korean_sentence_ends_after_the_short_silence(worker, vosk):
+@pytest.mark.parametrize("rate", [RATE, 8000])
+def test_a_finished_korean_sentence_ends_after_the_short_silence(worker, vosk, rate):
     w = worker(vosk)
     audio = np.concatenate([load(CLIP), silence(1.5)])
-    messages = asyncio.run(call(w.port, chunks(audio)))
+    if rate == 8000:
+        audio = telephone_band(audio, RATE, 8000)  # G.711 μ-law: Kaldi's partial lags most here
+    messages = asyncio.run(call(w.port, chunks(audio, rate=rate), rate=rate))
     seen = kinds(messages)
     assert seen == ["speech_onset", "speech_started", "speech_continuing", "speech_paused", "turn_preview",
                     "speech_ended", "transcript"]
@@ -142,6 +147,16 @@ def test_a_hesitation_after_a_connective_ending_does_not_end_the_turn(worker, vo
     final = messages[-1]["data"]
     assert final["eot"]["reason"] == "sentence_end" and final["end"] > HESITATE_AT + 0.6
     assert "하면서" in final["text"] and final["text"].endswith("다")
+    # The silence fed to the decoder at each turn check is taken out of the word times: they are stream times.
+    words = {seg["text"]: seg for seg in final["segments"]}
+    assert words["하면서"]["end"] == pytest.approx(HESITATE_AT, abs=0.1)
+    assert words["기흥"]["start"] == pytest.approx(HESITATE_AT + 0.6, abs=0.1)
+
+
+def test_decoder_pads_are_taken_out_of_word_times():
+    shift = partial_shift(((1.0, 0.25), (2.0, 0.25)))
+    assert [shift(t) for t in (0.5, 1.0, 1.1, 1.25, 1.5, 2.0, 2.3)] == pytest.approx(
+        [0.5, 1.0, 1.0, 1.0, 1.25, 1.75, 1.8])
 
 
 @pytest.mark.speech
