@@ -75,3 +75,35 @@ def test_dataset_rows_leave_masked_items_out_of_the_reference(tmp_path: Path) ->
     write_sample(tmp_path / "dev", "c_0002", "카드번호 [카드번호 ****1111] 이에요", 1.0, seed=1)
     (r,) = compare.dataset_rows(tmp_path)
     assert r.reference == "카드번호 이에요" and r.language == "ko" and r.file == str(tmp_path / "dev/c_0002.wav")
+
+
+def test_bench_compares_named_engines_on_the_shared_recordings(speech_dir: Path) -> None:
+    from agent.ops.bench import asr
+
+    rows = asr._pick(asr.load_manifest(speech_dir), quick=True)
+    korean = next(r for r in rows if r.language == "ko")
+
+    class Cfg:  # the parts of Config that asr.run reads
+        class worker:  # noqa: N801
+            asr_options = {"fake": {"text": "설정된 문장"}}
+            asr_engine = "fake"
+            hotwords_dir = str(speech_dir / "no-hotwords")
+
+        @staticmethod
+        def path(p: str) -> Path:
+            return Path(p)
+
+    good = f"fake,text={korean.reference}"
+    result = asr.run(Cfg, speech_dir, quick=True, engines=["fake", good, "fake,unavailable=true"])  # type: ignore[arg-type]
+    assert [e["status"] for e in result["engines"]][:2] == ["ok", "ok"]
+    assert result["engines"][2]["status"].startswith("unavailable")
+    comp = result["comparison"]
+    assert comp["engines"] == ["fake", good, "fake,unavailable=true"]
+    assert not comp["diffs"]  # an engine that never ran answered no segment: nothing is compared
+    two = asr.run(Cfg, speech_dir, quick=True, engines=["fake", good])  # type: ignore[arg-type]
+    diffs = two["comparison"]["diffs"]
+    assert {d["condition"] for d in diffs} == set(asr.CONDITIONS)
+    assert len(diffs) == 2 * len(rows)  # every file, both conditions, both engines
+    mine = [d for d in diffs if d["reference"] == korean.reference]
+    assert mine and all(d["engines"][good]["edits"] == 0 and d["best"] == good for d in mine)
+    assert all(d["engines"]["fake"]["hypothesis"] == "설정된 문장" for d in diffs)
