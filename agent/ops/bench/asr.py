@@ -229,6 +229,7 @@ def run(cfg: Config, speech_dir: Path, *, quick: bool = False, engines: Sequence
         log.info("asr bench: %s done (%s)", spec.label, problem or "ok")
     out = {"speech_dir": str(dataset or speech_dir), "quick": quick, "conditions": list(CONDITIONS),
            "engines": results, "files": files, "totals": aggregate(files)}
-    if len(engines) > 1:
-        out["comparison"] = compare.compare(files, [s.label for s in specs])
+    ran = [r["engine"] for r in results if r["status"] == "ok"]
+    if len(engines) > 1 and len(ran) > 1:  # the engines that ran; the others' status says why not
+        out["comparison"] = compare.compare(files, ran)
     return out
