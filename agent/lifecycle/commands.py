@@ -33,7 +33,7 @@ def cmd_dataset_export(cfg: Config, args: argparse.Namespace) -> int:
         print(f"callagent: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, ensure_ascii=False))
-    return 0
+    return 1 if result["dropped"] and not any(result["segments"].values()) else 0  # nothing exported: say so
 
 
 def cmd_dataset_review(cfg: Config, args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from agent.privacy.keys import Keyring
+from agent.privacy.keys import Keyring, RecordingKeyError
 from agent.privacy.pii import mask_text
 from agent.privacy.recording import export_recording
 from agent.store.db import Database
@@ -199,9 +199,13 @@ def export_dataset(db: Database, keyring: Keyring, out: Path, *, call_ids: Seque
         turns = caller_turns(db, call_id)
         if not turns:
             continue
-        with tempfile.TemporaryDirectory(prefix="callagent-export-") as tmp:
-            wav = export_recording(db, call_id, keyring, Path(tmp) / "call.wav")
-            data, rate = sf.read(str(wav), dtype="int16", always_2d=True)
+        try:
+            with tempfile.TemporaryDirectory(prefix="callagent-export-") as tmp:
+                wav = export_recording(db, call_id, keyring, Path(tmp) / "call.wav")
+                data, rate = sf.read(str(wav), dtype="int16", always_2d=True)
+        except (RecordingKeyError, FileNotFoundError) as exc:  # one call's key or file must not stop the rest
+            dropped.append({"call_id": call_id, "seq": None, "reason": f"recording does not open: {exc}"})
+            continue
         if data.shape[1] < 2:
             dropped.append({"call_id": call_id, "seq": None, "reason": "mono recording: caller not apart"})
             continue

@@ -125,3 +125,16 @@ def test_review_needs_a_caller_turn_and_is_masked(db, store, keyring, tmp_path: 
     with db.connection() as conn:
         conn.execute("DELETE FROM calls WHERE call_id = 'call-r'")  # purge and forget delete the call
         assert conn.execute("SELECT count(*) AS n FROM transcript_reviews").fetchone()["n"] == 0
+
+
+def test_a_recording_that_does_not_open_is_reported_and_the_rest_exported(db, store, keyring,  # noqa: ANN001
+                                                                          tmp_path: Path) -> None:
+    record_call(db, store, keyring, tmp_path / "rec", "call-ok", [Said("네", 0.5, 1.2)])
+    gone = record_call(db, store, keyring, tmp_path / "rec", "call-gone", [Said("아니요", 0.5, 1.2)])
+    gone.path.unlink()
+    other_key = record_call(db, store, Keyring.of(bytes(32)), tmp_path / "rec", "call-oldkey", [Said("네", 0.5, 1.2)])
+    assert other_key.key_id != keyring.sealing_key()[0]
+    result = dataset.export_dataset(db, keyring, tmp_path / "ds", dev=0.0, test=0.0)
+    assert result["segments"]["train"] == 1 and result["dropped"] == 2
+    reasons = " ".join(result["dropped_reasons"])
+    assert "call-gone" in reasons and "recording does not open" in reasons
