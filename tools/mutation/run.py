@@ -2,9 +2,11 @@
 
     .venv/bin/python tools/mutation/run.py [MODULE ...]      # default: every module in MODULES
 
+    .venv/bin/python tools/mutation/run.py --report             # rewrite the report from the last runs
+
 Each module runs in its own copy of the tree under var/mutation/work/<name> (a snapshot: edits made meanwhile do
-not disturb a run), with one worker process. The Markdown report goes to var/mutation/report.md, the survivors'
-diffs to var/mutation/survivors/<name>.diff.
+not disturb a run), with one worker process. The Markdown report (every module's latest run) goes to
+var/mutation/report.md, the survivors' diffs to var/mutation/survivors/<name>.diff.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class Score:
     counts: dict[str, int]
     survivors: list[str]
     error: str = ""
+    when: str = ""
 
     @property
     def total(self) -> int:
@@ -125,9 +128,20 @@ def run_module(module: Module) -> Score:
                           capture_output=True, text=True)
     (OUT / "logs").mkdir(parents=True, exist_ok=True)
     (OUT / "logs" / f"{module.name}.log").write_text(proc.stdout + proc.stderr)
+    score = collect(module)
+    if score.error:
+        score.error = f"mutmut exited {proc.returncode}; see var/mutation/logs"
+    else:
+        _write_survivor_diffs(module, work, score.survivors)
+    return score
+
+
+def collect(module: Module) -> Score:
+    """The result of the module's last run, read from mutmut's own record in its work folder."""
+    work = OUT / "work" / module.name
     meta = work / "mutants" / (module.path + ".meta")
     if not meta.exists():
-        return Score(module, {}, [], error=f"mutmut exited {proc.returncode}; see var/mutation/logs")
+        return Score(module, {}, [], error="not run")
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
     counts: dict[str, int] = {}
     survivors = []
@@ -136,8 +150,8 @@ def run_module(module: Module) -> Score:
         counts[status] = counts.get(status, 0) + 1
         if status not in ("killed", "timeout"):
             survivors.append(key)
-    _write_survivor_diffs(module, work, survivors)
-    return Score(module, counts, survivors)
+    when = dt.datetime.fromtimestamp(meta.stat().st_mtime, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    return Score(module, counts, survivors, when=when)
 
 
 def _write_survivor_diffs(module: Module, work: Path, survivors: list[str]) -> None:
@@ -153,14 +167,14 @@ def report(scores: list[Score]) -> str:
     today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = [f"# Mutation score ({today})", "",
             f"Target: at least {TARGET:.0%} of mutants killed per module. Survivors' diffs: var/mutation/survivors/.",
-            "", "| module | mutants | killed | survived | no tests | score | target |",
-            "|---|---:|---:|---:|---:|---:|---|"]
+            "", "| module | run (UTC) | mutants | killed | survived | no tests | score | target |",
+            "|---|---|---:|---:|---:|---:|---:|---|"]
     for s in scores:
         if s.error:
-            rows.append(f"| {s.module.path} | – | – | – | – | – | {s.error} |")
+            rows.append(f"| {s.module.path} | – | – | – | – | – | – | {s.error} |")
             continue
         mark = "met" if s.score >= TARGET else "NOT met"
-        rows.append(f"| {s.module.path} | {s.total} | {s.killed} | {s.counts.get('survived', 0)} | "
+        rows.append(f"| {s.module.path} | {s.when} | {s.total} | {s.killed} | {s.counts.get('survived', 0)} | "
                     f"{s.counts.get('no tests', 0)} | {s.score:.0%} | {mark} |")
     rows.append("")
     for s in scores:
@@ -173,22 +187,24 @@ def report(scores: list[Score]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("modules", nargs="*", help="paths such as agent/esl/codec.py (default: all)")
+    parser.add_argument("--report", action="store_true", help="only rewrite the report from the last runs")
     args = parser.parse_args(argv)
     chosen = [m for m in MODULES if not args.modules or m.path in args.modules or m.name in args.modules]
     unknown = set(args.modules) - {m.path for m in chosen} - {m.name for m in chosen}
     if unknown:
         parser.error(f"not in the module table: {', '.join(sorted(unknown))}")
     scores = []
-    for module in chosen:
+    for module in [] if args.report else chosen:
         print(f"mutating {module.path} ...", flush=True)
         score = run_module(module)
         print(f"  {score.killed}/{score.total} killed ({score.score:.0%}) {score.error}", flush=True)
         scores.append(score)
     OUT.mkdir(parents=True, exist_ok=True)
-    text = report(scores)
+    # The report covers every module of the table, each with its latest run, so one module can be rerun alone.
+    text = report([collect(m) for m in MODULES])
     (OUT / "report.md").write_text(text)
     print(f"\nreport: {OUT / 'report.md'}")
-    return 0 if all(s.score >= TARGET and not s.error for s in scores) else 1
+    return 0 if all(s.score >= TARGET and not s.error for s in scores) else 1  # only the modules just run
 
 
 if __name__ == "__main__":
