@@ -1,5 +1,7 @@
 """Command strings exactly as FreeSWITCH parses them (freeswitch.md §3.1, §4)."""
 
+import json
+
 import pytest
 
 from agent.esl import commands as cmd
@@ -14,11 +16,14 @@ def test_fork_start_quotes_compact_metadata():
                     f"'{{\"call_id\":\"{UUID}\",\"rate\":16000,\"industry\":\"ecommerce\"}}'")
 
 
-def test_metadata_with_spaces_or_quotes_is_refused():
+def test_metadata_keeps_spaces_and_unicode_and_never_carries_quotes_or_backslashes():
+    # Wrapped in single quotes, the last argument keeps its spaces (freeswitch.md §10); FreeSWITCH's splitter
+    # would strip a single quote and process a backslash, so those get look-alikes (a JSON escape is one).
+    assert cmd.fork_metadata({"tenant": "하늘 쇼핑"}) == '{"tenant":"하늘 쇼핑"}'
+    text = cmd.fork_metadata({"tenant": "it's \\ \"x\"\n"})
+    assert "'" not in text and "\\" not in text and json.loads(text)["tenant"] == "it’s ＼ ”x” "
     with pytest.raises(ValueError):
-        cmd.fork_metadata({"tenant": "a b"})
-    with pytest.raises(ValueError):
-        cmd.fork_metadata({"tenant": "it's"})
+        cmd.fork_metadata({"hotwords": ["가" * 3000]})  # over mod_audio_fork's 8192 bytes
 
 
 def test_playback_tags_and_break_all():
