@@ -50,6 +50,10 @@ def test_a_mono_fork_without_secret_or_hotwords_sends_neither():
         industry="", tenant="t", hotwords=[], lang="en")
     line = conn.sent[0][0]
     assert f" start ws://w:1/{UUID} mono 8k b '" in line
+    conn = FakeConn()
+    Listener(conn, UUID, ForkSettings(url="ws://w:1/fork/X//", rate=8000, bug="b")).start(
+        industry="", tenant="t", hotwords=[])
+    assert f" start ws://w:1/fork/X/{UUID} " in conn.sent[0][0]  # only the trailing slashes go
     assert _meta(line) == {"call_id": UUID, "rate": 8000, "industry": "general", "tenant": "t", "lang": "en",
                            "channels": 1}
 

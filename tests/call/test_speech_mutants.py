@@ -228,3 +228,26 @@ def test_forget_finished_keeps_the_last_few_and_everything_unfinished():
     assert list(p.handles) == [h.utt_id for h in handles[7:]]
     p.forget_finished(keep=0)
     assert list(p.handles) == ["r11", "r12"]
+
+
+def test_a_chunk_queued_without_a_time_is_due_from_zero():
+    h = SpeechHandle("r1", "reply")
+    c = h.add("a", "/a.wav", 2.0)
+    assert (c.queued_at, c.deadline) == (0.0, 2.0 + DEADLINE_MARGIN_S)
+
+
+def test_a_group_played_to_the_end_is_heard_whole_even_with_no_duration():
+    h = SpeechHandle("r1", "reply")
+    h.add("하나 둘", "/a1.wav", 0.0, group=0)
+    h.add("셋", "/a2.wav", 0.0, group=0)
+    for i in range(2):
+        h.on_stop(i, "done", 1.0)
+    assert h.heard() == "하나 둘 셋"
+
+
+def test_a_short_cut_chunk_still_yields_its_share():
+    h = SpeechHandle("r1", "reply")
+    h.add("가 나 다 라", "/a.wav", 0.8)
+    h.on_start(0, 0.0)
+    h.on_stop(0, "break", 0.4)
+    assert h.heard() == "가 나"

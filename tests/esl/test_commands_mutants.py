@@ -147,3 +147,23 @@ def test_api_ok_reads_only_a_leading_plus_ok():
     assert cmd.api_ok("+OK\n") and cmd.api_ok("+OK Success\n") and cmd.api_ok("+OK Message sent\n")
     assert not cmd.api_ok("-ERR No such channel!\n") and not cmd.api_ok("") and not cmd.api_ok(" +OK")
     assert not cmd.api_ok("+ok\n")
+
+
+@pytest.mark.parametrize("build", [
+    lambda u: cmd.uuid_break(u), lambda u: cmd.uuid_kill(u), lambda u: cmd.uuid_transfer(u, "h", "XML", "c"),
+    lambda u: cmd.uuid_setvar(u, "v", "x"), lambda u: cmd.uuid_audio_fork_start(u, "ws://w/x", 8000, "b", {}),
+    lambda u: cmd.uuid_audio_fork_stop(u, "b"), lambda u: cmd.uuid_fileman(u, "pause"),
+    lambda u: cmd.uuid_record(u, "start", "/r.wav"),
+])
+def test_a_bad_uuid_is_named_as_the_uuid_in_every_builder(build):
+    with pytest.raises(ValueError, match="^uuid 'a b' has characters"):
+        build("a b")
+
+
+def test_fork_refusals_name_the_bug_and_the_metadata():
+    with pytest.raises(ValueError, match="^bug 'b b' "):
+        cmd.uuid_audio_fork_start(UUID, "ws://w/x", 8000, "b b", {})
+    with pytest.raises(ValueError, match="^fork metadata must not contain single quotes or backslashes$"):
+        cmd.fork_metadata({"it's": 1})
+    with pytest.raises(ValueError, match="^fork metadata is longer than mod_audio_fork's 8192 bytes$"):
+        cmd.fork_metadata({"k": "a" * 9000})
