@@ -140,3 +140,18 @@ def test_summary_masks_personal_data():
     st.note("카드 4532 0151 1283 0366 확인 요청")
     summary = e.extractive_summary(st)
     assert "0151" not in summary and "[카드번호 ****0366]" in summary
+
+
+def test_every_occurrence_of_a_sensitive_word_is_read_in_order():
+    m = manager()
+    assert m.sensitive("소송 걸 거예요 합의는 소송 아니고요")          # the first one counts, the last is denied
+    assert m.sensitive("소송 아니고요 그래도 소송 걸 거예요 그러니까 합의면 소송은 아니에요")  # only the middle one
+    assert not m.sensitive("소송 아니고 소송은 아니에요")
+
+
+def test_the_verification_note_is_not_repeated_as_something_tried():
+    st = state()
+    st.note("주문 조회")
+    st.verify("C1001", "name_phone_last4")
+    st.note("배송 조회")
+    assert e.extractive_summary(st) == "고객 문의: 문의 내용 미확인, 본인 확인 완료. 시도: 주문 조회, 배송 조회."

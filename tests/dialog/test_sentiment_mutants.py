@@ -59,3 +59,11 @@ def test_sustained_needs_two_negative_turns_and_the_trend_at_the_threshold():
     assert not s.sustained_negative([-1.0, -1.0], -0.5, turns=3)
     assert s.sustained_negative([-1.0, -1.0], -0.75, alpha=0.5)  # trend -0.75 with alpha 0.5
     assert not s.sustained_negative([-1.0, -1.0], -0.8, alpha=0.5)
+
+
+def test_edges_that_hand_picked_numbers_reveal():
+    assert s.score("너무       짜증나요") == pytest.approx(-0.75)  # seven spaces are one: the intensifier counts
+    assert s.score("늦어 늦어 늦어") == pytest.approx(-0.6)         # the middle occurrence counts too
+    assert s.score("불만은 전혀없어요") == pytest.approx(0.25)     # the negation four characters on
+    assert s.score("감사해요 불") == pytest.approx(0.4)            # "불" at the very end is not before the term
+    assert s.trend([-0.5]) == pytest.approx(-0.3) and s.trend([-0.5, 0.5]) == pytest.approx(0.18)
