@@ -16,14 +16,18 @@ def test_personal_data_in_a_reply_is_spoken_as_its_last_digits():
     assert g.safe_reply("카드 4532 0151 1283 0366 으로 결제됐어요") == "카드 카드번호 끝자리 0366 으로 결제됐어요"
 
 
-@pytest.mark.parametrize("reply", ["비밀번호를 말씀해 주세요", "Please tell me your password", "카드 번호 전체를 알려 주세요",
-                                   "카드번호 16자리 불러 주시겠어요?", "CVC 입력해 주세요"])
+@pytest.mark.parametrize("reply", [
+    "비밀번호를 말씀해 주세요", "Please tell me your password", "카드 번호 전체를 알려 주세요",
+    "카드번호 16자리 불러 주시겠어요?", "CVC 입력해 주세요",
+])
 def test_a_reply_that_asks_for_a_secret_is_replaced(reply):
     assert g.asks_for_secret(reply)
     assert g.safe_reply(reply) == g.SAFE_SECRET_REPLY
 
 
-@pytest.mark.parametrize("reply", ["비밀번호는 말씀하지 마세요", "비밀번호는 알려 드리지 않아요", "카드 뒷자리 네 자리만 말씀해 주세요"])
+@pytest.mark.parametrize("reply", [
+    "비밀번호는 말씀하지 마세요", "비밀번호는 알려 드리지 않아요", "카드 뒷자리 네 자리만 말씀해 주세요",
+])
 def test_a_warning_is_not_a_request(reply):
     assert not g.asks_for_secret(reply) and g.safe_reply(reply) == reply
 
