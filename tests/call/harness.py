@@ -21,7 +21,7 @@ from agent.engines.tts.speaker import Speaker
 from agent.engines.tts.spool import Spool
 from agent.ops.stats import ControllerStats
 from agent.sim import FreeSwitchSim
-from agent.store.calls import CallStore
+from agent.store.calls import CallStore, list_calls
 from agent.store.db import Database
 from agent.worker.server import WorkerThread
 
@@ -135,3 +135,10 @@ def make_stack(tmp_path: Path, db: Database | None, *, policy: Any = None, worke
     )
     controller = ControllerThread(deps).start()
     return Stack(cfg, deps, worker_thread, controller, deps.policy)
+
+
+def stored_call(stack: Stack, db: Database) -> dict[str, Any]:
+    """The one call in the test database, once everything submitted so far is written."""
+    assert stack.deps.store.flush(10)
+    (call,) = list_calls(db, 1)
+    return call

@@ -9,16 +9,9 @@ import pytest
 
 from agent.privacy.keys import new_key
 from agent.sim import CallScript, FreeSwitchSim
-from agent.store.calls import list_calls
-from tests.call.harness import make_stack
+from tests.call.harness import make_stack, stored_call
 
 SPEED = 3.0
-
-
-def _stored(stack, db) -> dict:
-    assert stack.deps.store.flush(10)
-    (call,) = list_calls(db, 1)
-    return call
 
 
 def test_a_g722_call_with_a_korean_tenant_is_served_at_16_khz(tmp_path, db):
@@ -31,7 +24,7 @@ def test_a_g722_call_with_a_korean_tenant_is_served_at_16_khz(tmp_path, db):
         assert not log.errors, log.errors
         assert log.fork.connected and '"tenant":"하늘쇼핑 ’본점’"' in log.fork.metadata
         assert log.heard[0].path.endswith("-16000.wav")  # the greeting was made for the call's own rate
-        call = _stored(stack, db)
+        call = stored_call(stack, db)
         assert [t["source"] for t in call["turns"]].count("policy") == 1 and call["end_reason"] == "caller_hangup"
     finally:
         stack.stop()
@@ -59,7 +52,7 @@ def test_stale_events_from_before_the_socket_are_ignored(tmp_path, db):
                                    {"wait_idle": {"settle_ms": 300}}, "hangup"])
         (log,) = sim.run_calls([script])
         assert not log.errors, log.errors
-        call = _stored(stack, db)
+        call = stored_call(stack, db)
         assert not [e for e in call["events"] if e["kind"].startswith("playback_")]
         assert [t["source"] for t in call["turns"]].count("policy") == 1
     finally:
@@ -88,7 +81,7 @@ def test_the_ai_part_is_recorded_masked_while_keys_are_typed_and_sealed(tmp_path
         assert stop < api.index(f"uuid_transfer {log.uuid} human XML ai_escalation")  # only the AI part
         (rec,) = log.recordings
         assert rec.channels == 2 and rec.masked and rec.masked[0][1] is not None
-        call = _stored(stack, db)
+        call = stored_call(stack, db)
         kinds = [e["kind"] for e in call["events"]]
         assert kinds.index("recording_masked") < kinds.index("recording_unmasked") < kinds.index("recording_stopped")
     finally:
@@ -121,7 +114,7 @@ def test_with_a_fork_secret_the_fork_carries_its_token_and_a_forged_one_is_refus
         assert not log.errors, log.errors
         meta = json.loads(log.fork.metadata)
         assert meta["token"] == fork_token(log.uuid, "s3cret-for-tests")
-        assert [t["source"] for t in _stored(stack, db)["turns"]].count("policy") == 1
+        assert [t["source"] for t in stored_call(stack, db)["turns"]].count("policy") == 1
 
         async def forge() -> int | None:  # any local process can dial the worker; without the token it is shut
             url = f"ws://127.0.0.1:{stack.worker.port}/{log.uuid}"

@@ -13,8 +13,7 @@ from typing import Any
 import websockets
 
 from agent.sim import CallScript
-from agent.store.calls import list_calls
-from tests.call.harness import EchoPolicy, make_stack
+from tests.call.harness import EchoPolicy, make_stack, stored_call
 
 SPEED = 3.0
 
@@ -31,12 +30,6 @@ class UnplayableSpeaker:
             yield dataclasses.replace(chunk, path=Path("/nonexistent/spool") / Path(chunk.path).name)
 
 
-def _stored(stack, db) -> dict:
-    assert stack.deps.store.flush(10)
-    (call,) = list_calls(db, 1)
-    return call
-
-
 def test_an_unplayable_reply_goes_to_a_human_instead_of_silence(tmp_path, db):
     stack = make_stack(tmp_path, db)
     stack.deps.speaker = UnplayableSpeaker(stack.deps.speaker)
@@ -51,7 +44,7 @@ def test_an_unplayable_reply_goes_to_a_human_instead_of_silence(tmp_path, db):
         assert (log.transfer.t - spoke_end) * SPEED < 8.0
         apology = [h for h in log.heard if h.t_start > spoke_end]
         assert apology and apology[0].status == "done"  # the caller heard the apology, not nothing
-        call = _stored(stack, db)
+        call = stored_call(stack, db)
         kinds = [e["kind"] for e in call["events"]]
         assert kinds.count("playback_failed") >= 2 and call["end_reason"] == "transferred"
     finally:
@@ -99,7 +92,7 @@ def test_a_worker_that_stops_talking_is_noticed_within_seconds(tmp_path, db):
             assert log.fork.connected and log.channel_vars["escalation_reason"] == "worker_unavailable"
             # Connected at once; no heartbeat → lost after fork_heartbeat_timeout_s (2.5 s), not after 20 s+.
             assert log.transfer.t - log.fork.t_connected < 8.0
-            call = _stored(stack, db)
+            call = stored_call(stack, db)
             reasons = [e["detail"].get("reason", "") for e in call["events"] if e["kind"] == "fork_failed"]
             assert reasons and "heartbeat" in reasons[0]
         finally:
@@ -119,7 +112,7 @@ def test_a_slow_dialog_gets_fillers_and_the_caller_never_waits_3_s_in_silence(tm
         edges = [spoke_end] + [t for h in heard for t in (h.t_start, h.t_stop)]
         silences = [b - a for a, b in zip(edges[::2], edges[1::2], strict=False)]
         assert silences and max(silences) < 3.0, silences
-        call = _stored(stack, db)
+        call = stored_call(stack, db)
         agent = [(t["source"], t["text"]) for t in call["turns"]
                  if t["speaker"] == "agent" and t["source"] != "greeting"]
         c = stack.cfg.controller

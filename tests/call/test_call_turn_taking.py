@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agent.sim import CallScript
-from agent.store.calls import list_calls
-from tests.call.harness import EchoPolicy, make_stack
+from tests.call.harness import EchoPolicy, make_stack, stored_call
 
 SPEED = 3.0
 
@@ -18,12 +17,6 @@ def stack(tmp_path, db):
     s = make_stack(tmp_path, db)
     yield s
     s.stop()
-
-
-def _stored(stack, db) -> dict:
-    assert stack.deps.store.flush(10)
-    (call,) = list_calls(db, 1)
-    return call
 
 
 def test_a_backchannel_during_the_reply_resumes_it_and_the_history_keeps_it_whole(stack, db):
@@ -40,7 +33,7 @@ def test_a_backchannel_during_the_reply_resumes_it_and_the_history_keeps_it_whol
     pauses = [a for a in api if a == f"uuid_fileman {log.uuid} pause"]
     assert len(pauses) == 2, api  # paused on the onset, then the same toggle resumed it
     assert f"uuid_break {log.uuid} all" not in api
-    call = _stored(stack, db)
+    call = stored_call(stack, db)
     reply = next(t for t in call["turns"] if t["source"] == "policy")
     assert not reply["interrupted"] and reply["heard_text"] == reply["text"]
     assert [t["text"] for t in call["turns"] if t["speaker"] == "caller"] == ["배송 조회 부탁드려요"]
@@ -65,7 +58,7 @@ def test_barge_in_before_the_first_chunk_leaves_nothing_of_that_reply(tmp_path, 
         ])
         (log,) = stack.sim(speed=1.0).run_calls([script])
         assert not log.errors, log.errors
-        call = _stored(stack, db)
+        call = stored_call(stack, db)
         conv = stack.policy.conversations[0]
         texts = [c for c, _ in conv.received]
         assert texts == ["배송 조회 부탁드려요", "아 잠깐만요 주소를 바꾸고 싶어요 지금 바로요"]
@@ -87,7 +80,7 @@ def test_keypad_digits_reach_the_dialog_as_one_turn(stack, db):
     (log,) = stack.sim(speed=SPEED).run_calls([script])
     assert not log.errors, log.errors
     assert stack.policy.conversations[0].received == [("123456", "dtmf")]
-    call = _stored(stack, db)
+    call = stored_call(stack, db)
     caller = [t for t in call["turns"] if t["speaker"] == "caller"]
     assert [t["source"] for t in caller] == ["dtmf"]
     assert any(t["source"] == "policy" for t in call["turns"])
@@ -111,7 +104,7 @@ def test_a_summary_that_times_out_does_not_stop_the_transfer(tmp_path, db):
         (log,) = stack.sim(speed=SPEED).run_calls([script])
         assert not log.errors, log.errors
         assert f"uuid_setvar {log.uuid} ai_summary -" in log.api_commands()
-        call = _stored(stack, db)
+        call = stored_call(stack, db)
         assert call["end_reason"] == "transferred" and call["escalation_reason"] == "dtmf"
     finally:
         stack.stop()
@@ -127,7 +120,7 @@ def test_echo_of_the_agents_own_voice_never_breaks_the_reply(stack, db, gain_db,
     assert not log.errors, log.errors
     api = log.api_commands()
     assert not any(a.startswith(("uuid_break", "uuid_fileman")) for a in api), api
-    call = _stored(stack, db)
+    call = stored_call(stack, db)
     reply = next(t for t in call["turns"] if t["source"] == "policy")
     assert not reply["interrupted"] and reply["heard_text"] == reply["text"]
     assert [t["speaker"] for t in call["turns"]].count("caller") == 1  # the echo was never taken for a turn
