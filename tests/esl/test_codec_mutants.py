@@ -142,3 +142,40 @@ def test_a_command_is_one_line(command):
 def test_a_header_value_is_one_line(value):
     with pytest.raises(ValueError, match="header X must be one line"):
         encode_command("sendmsg", {"X": value})
+
+
+def test_bytes_that_are_not_utf_8_become_replacement_characters_everywhere():
+    (m,) = feed_all(b"N\xffame: a%FFb\n\n")
+    assert m.headers == {"N\ufffdame": "a\ufffdb"}
+    assert parse_event(plain(b"Event-Name: X\nContent-Length: 1\n\n\xff")).body == "\ufffd"
+
+
+def test_only_spaces_before_a_value_and_only_cr_after_it_are_dropped():
+    (m,) = feed_all(b"A:\tv\r\nB: Xv X\r\nC: v\rX\n\n")
+    assert m.headers == {"A": "\tv", "B": "Xv X", "C": "v\rX"}
+
+
+def test_a_line_of_only_cr_inside_a_block_is_skipped_not_the_end():
+    (m,) = feed_all(b"A: 1\n\r\nB: 2\n\n")
+    assert m.headers == {"A": "1", "B": "2"}
+
+
+def test_two_crlf_framed_messages_in_one_read_stay_two():
+    a, b = feed_all(b"A: 1\r\n\r\nB: 2\r\n\r\n")
+    assert (a.headers, b.headers) == ({"A": "1"}, {"B": "2"})
+
+
+def test_an_inner_body_may_hold_blank_lines():
+    ev = parse_event(plain(b"Event-Name: X\nContent-Length: 5\n\nab\n\nc"))
+    assert ev.body == "ab\n\nc" and ev.name == "X"
+    ev = parse_event(plain(b"Event-Name: X\nContent-Length: 3"))  # a length but no body at all
+    assert ev.body == "" and ev.headers == {"Event-Name": "X"}
+
+
+def test_protocol_errors_say_what_was_wrong():
+    with pytest.raises(ProtocolError, match=r"^header line without ':': b'" + "x" * 80 + "'$"):
+        feed_all(b"x" * 100 + b"\n\n")
+    with pytest.raises(ProtocolError, match="^header block too long$"):
+        list(Decoder().feed(b"X" * (MAX_HEADER_BYTES + 1)))
+    with pytest.raises(ValueError, match="^an ESL command must be one line$"):
+        encode_command("a\nb")
