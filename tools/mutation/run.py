@@ -47,9 +47,7 @@ MODULES: tuple[Module, ...] = (
     Module("agent/call/speech.py", ("tests/call/test_speech.py", "tests/call/test_speech_mutants.py")),
     Module("agent/call/actions/listen.py", ("tests/call/test_listen.py", "tests/call/test_listen_mutants.py")),
     Module("agent/esl/codec.py", ("tests/esl/test_codec.py", "tests/esl/test_codec_mutants.py")),
-    Module("agent/esl/commands.py", ("tests/esl/test_commands.py", "tests/esl/test_commands_mutants.py"),
-           # metadata values are now made safe instead of refused; the older test still expects a refusal
-           deselect=("tests/esl/test_commands.py::test_metadata_with_spaces_or_quotes_is_refused",)),
+    Module("agent/esl/commands.py", ("tests/esl/test_commands.py", "tests/esl/test_commands_mutants.py")),
     Module("agent/dialog/guardrails.py",
            ("tests/dialog/test_guardrails.py", "tests/dialog/test_guardrails_mutants.py")),
     Module("agent/dialog/escalation.py",
