@@ -31,6 +31,7 @@ def test_worker_unreachable_means_apology_then_human(tmp_path, db):
         api = log.api_commands()
         assert f"uuid_setvar {log.uuid} escalation_reason worker_unavailable" in api
         assert api[-1] == f"uuid_transfer {log.uuid} human XML ai_escalation"
+        assert log.bugs_at_transfer == []  # the fork that never connected is stopped too
         # The caller heard the greeting and then the apology: audio all the way to the human queue.
         assert len(log.heard) >= 2 and log.heard[-1].status == "done"
         assert log.heard[-1].t_start < log.transfer.t

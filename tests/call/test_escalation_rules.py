@@ -52,6 +52,7 @@ def test_rule_transfers_the_call_with_its_reason(reason, tmp_path, db):
         assert log.channel_vars["escalation_reason"] == reason
         assert log.channel_vars["ai_summary"] not in ("", "-")
         assert log.api_commands()[-1] == f"uuid_transfer {log.uuid} human XML ai_escalation"
+        assert log.bugs_at_transfer == [] and log.fork_bytes_after_transfer == 0  # the AI stopped listening
         assert stack.deps.store.flush(10)
         (call,) = list_calls(db, 1)
         assert call["escalation_reason"] == reason and call["end_reason"] == "transferred"
