@@ -47,9 +47,11 @@ log = logging.getLogger(__name__)
 Speculative = tuple[float, "asyncio.Future"]
 SEND_TIMEOUT_S = 5.0  # a peer that stops reading for this long is treated as gone
 HEARTBEAT_S = 1.0
-# At a pause the stream waits this long at most for the transcript so far / the audio model; past it the
-# turn falls back to silence alone (a slow engine must not hold the call's audio).
-SIGNAL_TIMEOUT_S = 1.0  # tests and benches that send audio faster than real time raise it
+# At a turn check the stream waits this long at most for the transcript so far and the audio model; past it the
+# turn falls back to silence alone. While it waits no frame is processed (onsets included), so a decoder that
+# has fallen behind real time (an overloaded machine) must not hold the call's audio for long. Tests and
+# benches that send audio faster than real time raise it.
+SIGNAL_TIMEOUT_S = 0.3
 INJECTED_ENGINE = "text-injected"
 
 
