@@ -311,6 +311,10 @@ class Turn:
             detail["eot"] = self.data["eot"]
         if self._tts_texts:
             detail["tts_text"] = " ".join(self._tts_texts)  # the spoken form the TTS was given
+        take_usage = getattr(ctx.conv, "take_usage", None)
+        usage = take_usage() if take_usage is not None else None
+        if usage:
+            detail["llm_usage"] = usage  # the turn's LLM tokens, for its cost
         t_dialog = self.t_in
         if self._t_preview is not None:
             # Prepared ahead: dialog and TTS ran before the end of turn; the lead is what preemption saved.

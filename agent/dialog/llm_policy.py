@@ -62,6 +62,7 @@ class LlmConversation:
         self.settings = policy.settings
         self.pack = state.pack
         self.escalation = EscalationManager(self.settings.escalation, self.pack.sensitive_keywords)
+        self._usage = [0, 0]  # provider-reported prompt / completion tokens not yet taken by the call
         # The scripted conversation shares this state: a fallback turn sees the same slots and history.
         self.fallback = ScriptedConversation(policy.scripted, state, self.escalation)
         self.tools = self.fallback.tools
@@ -74,6 +75,8 @@ class LlmConversation:
         if not text.strip():
             return
         intent, handled = pre_turn(text, self.state, self.escalation, self.settings.max_say_chars)
+        if source == "dtmf":
+            self._hold_keypad(text)
         if handled is not None:
             yield from handled
             return
@@ -109,6 +112,16 @@ class LlmConversation:
     def check_time(self) -> Escalate | None:
         """The call-length rule, for the call's timer (it fires once per call)."""
         return self.escalation.check_time(self.state)
+
+    def _add_usage(self, prompt: int, completion: int) -> None:
+        self._usage[0] += prompt
+        self._usage[1] += completion
+
+    def take_usage(self) -> dict[str, int] | None:
+        """Tokens used since the last take (the call stores them with the agent turn, for its cost)."""
+        prompt, completion = self._usage
+        self._usage = [0, 0]
+        return {"prompt_tokens": prompt, "completion_tokens": completion} if prompt or completion else None
 
     def summary(self) -> str:
         """LLM summary (bounded by SUMMARY_TIMEOUT_S), else the extractive one; cached per history length."""
@@ -149,7 +162,7 @@ class LlmConversation:
             chunker = SentenceChunker(max_chars=self.settings.max_say_chars)
             calls = []
             for piece in self.policy.llm.stream(self._messages(), self.tools.schemas() if offer_tools else None,
-                                                deadline=deadline):
+                                                deadline=deadline, on_usage=self._add_usage):
                 if isinstance(piece, list):
                     calls = piece
                     break

@@ -138,3 +138,17 @@ def test_a_keypad_flood_is_counted_not_stored_row_by_row(session):
     dtmf_rows = [f for op, f in session.deps.store.ops if op == "event" and f["kind"] == "dtmf"]
     assert len(dtmf_rows) == 20
     assert len(session.keypad.digits) == 32  # the entry is bounded too
+
+
+def test_an_agent_turn_carries_the_llm_tokens_it_used(session):
+    session.conv.take_usage = lambda: {"prompt_tokens": 812, "completion_tokens": 37}
+    _final(session, 1, "배송 조회 부탁드려요.")
+    gevent.sleep(0.3)
+    handle = session.turn.handle
+    for chunk in handle.chunks:  # FreeSWITCH played them all
+        handle.on_start(chunk.index, 1.0)
+        handle.on_stop(chunk.index, "done", 2.0)
+    session.voice.check_finished(handle)
+    gevent.sleep(0.2)
+    (agent,) = [t for t in session.deps.store.turns() if t["speaker"] == "agent"]
+    assert agent["detail"]["llm_usage"] == {"prompt_tokens": 812, "completion_tokens": 37}

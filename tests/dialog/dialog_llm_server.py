@@ -23,6 +23,7 @@ class OpenAIServer:
         self.requests: list[dict[str, Any]] = []
         self.sent: list[tuple[float, str]] = []  # (monotonic time, text) of every text delta written
         self.done_at: list[float] = []  # when each stream finished
+        self.usage: list[dict[str, int]] = []  # the usage chunk sent with each stream that asked for one
         self.embeddings: list[list[str]] = []
         outer = self
 
@@ -105,6 +106,16 @@ class OpenAIServer:
                 elif kind in ("sleep", "hang"):
                     time.sleep(step[1])
             chunk({}, finish)
+            if (body.get("stream_options") or {}).get("include_usage"):
+                # OpenAI's stream usage: one last chunk with empty choices and the request's token counts.
+                prompt = sum(len(str(m.get("content") or "")) for m in body.get("messages", [])) // 4 + 1
+                completion = sum(1 for st in steps if st[0] in ("text", "tool"))
+                usage = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": int(time.time()),
+                         "model": body.get("model", "test"), "choices": [],
+                         "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                                   "total_tokens": prompt + completion}}
+                self.usage.append(usage["usage"])
+                h.wfile.write(f"data: {json.dumps(usage)}\n\n".encode())
             h.wfile.write(b"data: [DONE]\n\n")
             h.wfile.flush()
             self.done_at.append(time.monotonic())

@@ -41,10 +41,15 @@ def test_first_sentence_is_yielded_while_the_stream_continues(indexed: Database)
                 ("text", "확인해 드릴게요.")]
 
     with OpenAIServer(script) as srv:
-        conv = policy(srv, indexed).open(CallInfo(call_id="s1"))
+        # A generous deadline: litellm's first call in a process is slow on a loaded machine, and this test
+        # is about order (first sentence before the stream ends), not speed.
+        conv = policy(srv, indexed, timeout_s=20.0).open(CallInfo(call_id="s1"))
         got: list[tuple[float, Any]] = []
         for event in conv.respond("안녕하세요", "asr"):
             got.append((time.monotonic(), event))
+        deadline = time.monotonic() + 5  # the server thread notes its end just after the client has read it
+        while not srv.done_at and time.monotonic() < deadline:
+            time.sleep(0.01)
         done = srv.done_at[0]
     first_at, first = got[0]
     assert first == Say("안녕하세요, 고객님.")
@@ -179,3 +184,15 @@ def test_summary_uses_the_llm(indexed: Database, reply: str) -> None:
         conv = policy(srv, indexed).open(CallInfo(call_id="s12"))
         conv.state.add_caller("배송이 늦어요")
         assert conv.summary().startswith("고객 문의:")  # extractive when the model fails
+
+
+def test_token_usage_is_taken_once_per_turn(indexed: Database) -> None:
+    def script(body: dict, n: int) -> list:
+        return [("text", "네, 확인해 드릴게요.")]
+
+    with OpenAIServer(script) as srv:
+        conv = policy(srv, indexed, timeout_s=20.0).open(CallInfo(call_id="u1"))
+        list(conv.respond("배송 조회요", "asr"))
+        (sent,) = srv.usage
+        assert conv.take_usage() == {"prompt_tokens": sent["prompt_tokens"], "completion_tokens": 1}
+        assert conv.take_usage() is None  # the next turn starts from zero
