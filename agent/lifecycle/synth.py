@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+import yaml
 
 from agent.ops.bench.mulaw import PHONE_RATE, telephone_band
 
@@ -207,6 +208,25 @@ def render_call(lines: Sequence[Line], render: Renderer) -> tuple[np.ndarray, li
     return stereo, segments
 
 
+def caller_scenario(out: Path, stem: str, stereo: np.ndarray, segments: Sequence[dict[str, Any]], *,
+                    pack: str) -> Path:
+    """A simulator scenario in which the caller speaks the rendered caller lines as audio (no text injection, so
+    the real recogniser hears them): one WAV per caller line, `say_audio` steps, each answered before the next.
+    Runs with `callagent demo --scenario <stem>.scenario.yaml`."""
+    steps: list[Any] = [{"wait_idle": {}}]
+    for i, seg in enumerate(s for s in segments if s["role"] == "caller"):
+        wav = f"{stem}-caller-{i:02d}.wav"
+        a, b = round(seg["start"] * PHONE_RATE), round(seg["end"] * PHONE_RATE)
+        sf.write(str(out / wav), stereo[a:b, 0], PHONE_RATE, subtype="PCM_16")
+        steps += [{"say_audio": wav}, {"wait_playback": {"timeout_s": 20}}, {"wait_idle": {}}]
+    steps.append("hangup")
+    path = out / f"{stem}.scenario.yaml"
+    scenario = {"name": f"synth-{stem}", "caller": "01012345678", "destination": "15881234",
+                "variables": {"callagent_industry": pack}, "steps": steps}
+    path.write_text(yaml.safe_dump(scenario, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def synth_calls(out: Path, *, packs: Sequence[str] = (), model: str | None = None, count: int = 1, seed: int = 0,
                 backend: str = "auto", device: str = "cpu", topics: int = 2,
                 max_frames: int | None = None) -> list[dict[str, Any]]:
@@ -232,6 +252,8 @@ def synth_calls(out: Path, *, packs: Sequence[str] = (), model: str | None = Non
                     "sample_rate": PHONE_RATE, "channels": ["caller", "agent"], "backend": used, "pack": name,
                     "segments": segments}
             (out / f"{stem}.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+            scenario = caller_scenario(out, stem, stereo, segments, pack=name)
             written.append({"wav": str(out / f"{stem}.wav"), "transcript": str(out / f"{stem}.json"),
-                            "backend": used, "duration_s": meta["audio_duration"], "lines": len(segments)})
+                            "scenario": str(scenario), "backend": used, "duration_s": meta["audio_duration"],
+                            "lines": len(segments)})
     return written

@@ -87,3 +87,28 @@ def test_cli_espeak_voices_without_a_checkpoint(tmp_path: Path, capsys: pytest.C
     for item in items:
         meta = check_call(Path(item["wav"]), Path(item["transcript"]))
         assert meta["backend"] == "espeak-ng" and len(meta["segments"]) == 7
+
+
+def test_the_rendered_caller_lines_drive_a_simulated_call(tmp_path: Path) -> None:
+    """Simulated callers with rendered voices: the scenario speaks each caller line as audio (no injection)
+    through the simulator into the real worker and controller."""
+    import soundfile as sf
+
+    from agent.ops.demo import run_demo
+    from agent.sim.scenario import SayAudio, load_script
+
+    (item,) = synth.synth_calls(tmp_path / "out", packs=["ecommerce"], backend="espeak", topics=1)
+    script = load_script(item["scenario"])
+    audio_steps = [s for s in script.steps if isinstance(s, SayAudio)]
+    meta = json.loads(Path(item["transcript"]).read_text(encoding="utf-8"))
+    callers = [s for s in meta["segments"] if s["role"] == "caller"]
+    assert len(audio_steps) == len(callers) and all(s.inject_text is None for s in audio_steps)
+    stereo, rate = sf.read(item["wav"], dtype="int16")
+    first = callers[0]
+    left = stereo[round(first["start"] * rate):round(first["end"] * rate), 0]
+    line, _ = sf.read(str(audio_steps[0].path), dtype="int16")
+    assert (line == left).all()  # the caller's own channel, exactly
+    from agent.config import parse_config
+
+    cfg = parse_config({"log_level": "WARNING"}, base_dir=str(tmp_path))  # embedded PostgreSQL under tmp_path
+    assert run_demo(cfg, scenario=item["scenario"], as_json=True, speed=4.0) == 0
