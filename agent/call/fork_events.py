@@ -15,7 +15,7 @@ from agent.call.actions.listen import ForkLiveness
 from agent.call.actions.say import Voice
 from agent.call.record import CallRecord
 from agent.call.turn import Turn
-from agent.call.turns.backchannel import is_backchannel
+from agent.call.turns.backchannel import is_backchannel, is_short_sound
 from agent.call.turns.barge_in import Action, BargeIn
 from agent.call.turns.idle import IdlePolicy
 from agent.config import ControllerConfig
@@ -58,6 +58,7 @@ class ForkEvents:
         self.caller_speaking = False
         self.asr_errors = 0
         self._final_due_since: float | None = None  # speech ended, final transcript not here yet
+        self._resumed_utterance = -1  # a burst too short to interrupt: the reply went on
         self._asr_filler_said = False
 
     # routing ------------------------------------------------------------------------------------------
@@ -104,6 +105,8 @@ class ForkEvents:
             action = h.barge.on_short_speech(utterance, voiced)
             if action is not Action.NONE:
                 h.act(action, kind, voiced_ms=voiced)
+            if action is Action.RESUME:
+                self._resumed_utterance = utterance
         elif kind == "speech_ended":
             self.caller_speaking = False
             self._final_due_since = now
@@ -175,7 +178,8 @@ class ForkEvents:
             if action is Action.RESUME:
                 self._drop_preview(-1)
                 return
-        elif h.voice.playout.audio_queued and is_backchannel(text):
+        elif h.voice.playout.audio_queued and (is_backchannel(text) or (
+                data.get("utterance") == self._resumed_utterance and is_short_sound(text))):
             h.record.event("backchannel", text=text)  # "네" over the reply: go on, no new turn
             self._drop_preview(-1)
             return

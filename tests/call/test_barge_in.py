@@ -70,3 +70,10 @@ def test_backchannel_vocabulary():
     assert is_backchannel("네.") and is_backchannel("예 예") and is_backchannel("응")
     assert not is_backchannel("네 그런데 환불은요") and not is_backchannel("") and not is_backchannel("아니요")
     assert says_something("아니요") and not says_something("네") and not says_something("")
+
+
+def test_short_sounds_and_the_phone_band_spellings_of_ne():
+    from agent.call.turns.backchannel import is_short_sound
+
+    assert is_backchannel("례") and is_backchannel("내")  # 네 as the recogniser writes it on 8 kHz audio
+    assert is_short_sound("켁") and is_short_sound("어 음") and not is_short_sound("아니요")

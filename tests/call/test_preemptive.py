@@ -152,3 +152,31 @@ def test_an_agent_turn_carries_the_llm_tokens_it_used(session):
     gevent.sleep(0.2)
     (agent,) = [t for t in session.deps.store.turns() if t["speaker"] == "agent"]
     assert agent["detail"]["llm_usage"] == {"prompt_tokens": 812, "completion_tokens": 37}
+
+
+def _agent_speaking(s: CallSession) -> None:
+    handle = s.voice.new_handle("reply")
+    s.voice.queue(handle, "주문하신 상품은 내일 도착합니다.", "/spool/r.wav", 3.0)
+    handle.synthesis_done = True
+    handle.on_start(0, s.clock())
+
+
+def test_a_cough_over_the_reply_resumes_it_and_its_transcript_starts_nothing(session):
+    _agent_speaking(session)
+    _json(session, event="speech_onset", utterance=3, at=1.0)
+    _json(session, event="speech_paused", utterance=3, at=1.3, voiced_ms=220)
+    _final(session, 3, "켁")
+    gevent.sleep(0.1)
+    api = [arg for app, arg in session.conn.sent if app == "api"]
+    assert api == [f"uuid_fileman {UUID} pause", f"uuid_fileman {UUID} pause"]  # paused, then resumed
+    assert session.turn is None and session.conv.received == []
+
+
+def test_words_over_the_reply_after_a_short_pause_still_interrupt(session):
+    _agent_speaking(session)
+    _json(session, event="speech_onset", utterance=3, at=1.0)
+    _json(session, event="speech_paused", utterance=3, at=1.4, voiced_ms=420)
+    _final(session, 3, "아니요")
+    gevent.sleep(0.1)
+    api = [arg for app, arg in session.conn.sent if app == "api"]
+    assert api[-1] == f"uuid_break {UUID} all" and session.conv.received == [("아니요", "asr")]
