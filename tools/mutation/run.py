@@ -173,7 +173,7 @@ def report(scores: list[Score]) -> str:
             continue
         mark = "met" if s.score >= TARGET else "NOT met"
         rows.append(f"| {s.module.path} | {s.when} | {s.total} | {s.killed} | {s.counts.get('survived', 0)} | "
-                    f"{s.counts.get('no tests', 0)} | {s.score:.0%} | {mark} |")
+                    f"{s.counts.get('no tests', 0)} | {s.score:.1%} | {mark} |")
     rows.append("")
     for s in scores:
         if s.survivors:
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     for module in [] if args.report else chosen:
         print(f"mutating {module.path} ...", flush=True)
         score = run_module(module)
-        print(f"  {score.killed}/{score.total} killed ({score.score:.0%}) {score.error}", flush=True)
+        print(f"  {score.killed}/{score.total} killed ({score.score:.1%}) {score.error}", flush=True)
         scores.append(score)
     OUT.mkdir(parents=True, exist_ok=True)
     # The report covers every module of the table, each with its latest run, so one module can be rerun alone.
