@@ -70,6 +70,9 @@ class WatchedConnection:
     def __init__(self, ws: ServerConnection):
         self._ws = ws
         self.last_audio = time.monotonic()
+        # True while the call session works on a message (a decoder it waits for, a slow step): frames then
+        # queue in the socket unread, which is lateness, not a peer that went quiet.
+        self.busy = False
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._ws, name)
@@ -84,7 +87,17 @@ class WatchedConnection:
 
     async def __aiter__(self) -> AsyncIterator[str | bytes]:
         async for message in self._ws:
-            yield self._note(message)
+            self.busy = True
+            try:
+                yield self._note(message)
+            finally:
+                self.busy = False
+                self.last_audio = max(self.last_audio, time.monotonic()) if isinstance(message, bytes) \
+                    else self.last_audio
+
+    def idle_for(self, now: float) -> float:
+        """Seconds the session has been waiting for audio that did not come (0 while it is busy)."""
+        return 0.0 if self.busy else now - self.last_audio
 
 
 def _select_subprotocol(_conn: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -178,8 +191,8 @@ class Worker:
         """FreeSWITCH sends a frame every 20 ms, silence included: a fork without audio is a dead peer."""
         limit = self.cfg.worker.idle_timeout_s
         while True:
-            await asyncio.sleep(max(0.05, limit - (time.monotonic() - ws.last_audio)))
-            if time.monotonic() - ws.last_audio >= limit:
+            await asyncio.sleep(max(0.05, limit - ws.idle_for(time.monotonic())))
+            if ws.idle_for(time.monotonic()) >= limit:
                 self.idle_closed += 1
                 limited.warning("fork closed: no audio for %.1f s", limit)
                 with contextlib.suppress(ConnectionClosed, TimeoutError):
