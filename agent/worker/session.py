@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 Speculative = tuple[float, "asyncio.Future"]
 SEND_TIMEOUT_S = 5.0  # a peer that stops reading for this long is treated as gone
 HEARTBEAT_S = 1.0
+# Messages read from the socket but not yet processed: ~30 s of 20 ms frames. A session that falls further
+# behind drops the oldest (counted) rather than growing without bound.
+INTAKE_MAX = 1500
+_CLOSED = object()
 # At a turn check the stream waits this long at most for the transcript so far and the audio model; past it the
 # turn falls back to silence alone. While it waits no frame is processed (onsets included), so a decoder that
 # has fallen behind real time (an overloaded machine) must not hold the call's audio for long. Tests and
@@ -83,6 +87,7 @@ class WorkerStats:
     turns_audio_model: int = 0
     turns_silence: int = 0
     turns_forced: int = 0
+    intake_dropped: int = 0  # messages dropped because a session fell more than INTAKE_MAX behind
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -123,23 +128,41 @@ class CallSession:
         beat_task = asyncio.create_task(self._heartbeat(), name=f"heartbeat-{self.meta.call_id}")
         if self._partials is not None:
             await self._partials.start()
+        # Intake and processing are apart: the socket is read (and audio counted for the heartbeat) as frames
+        # arrive, even while processing waits for a decoder, so a busy worker is late but never looks dead.
+        intake: asyncio.Queue[str | bytes | object] = asyncio.Queue()
+        reader = asyncio.create_task(self._read(intake), name=f"read-{self.meta.call_id}")
         try:
-            async for message in self._ws:
+            while (message := await intake.get()) is not _CLOSED:
                 if isinstance(message, bytes):
-                    self._received += len(message)
                     # A zero-length binary frame is mod_audio_fork's graceful-shutdown: "flush your finals".
                     await self._handle(self._stream.feed(message) if message else self._stream.flush())
                 else:
-                    self._on_text(message)
+                    self._on_text(message)  # type: ignore[arg-type]
         except ConnectionClosed:
-            pass  # hangup: FreeSWITCH closes without a close frame
+            pass  # a send after the hangup
         finally:
+            reader.cancel()
             # The caller is gone: results still pending have nowhere to go.
             if self._partials is not None:
                 self._partials.close()
             asr_task.cancel()
             beat_task.cancel()
             await asyncio.gather(asr_task, beat_task, return_exceptions=True)
+
+    async def _read(self, intake: asyncio.Queue[str | bytes | object]) -> None:
+        try:
+            async for message in self._ws:
+                if isinstance(message, bytes):
+                    self._received += len(message)
+                if intake.qsize() >= INTAKE_MAX:
+                    intake.get_nowait()
+                    self._stats.intake_dropped += 1
+                intake.put_nowait(message)
+        except ConnectionClosed:
+            pass  # hangup: FreeSWITCH closes without a close frame
+        finally:
+            intake.put_nowait(_CLOSED)
 
     async def _handle(self, events: list[Event | LiveFrame]) -> None:
         if self._partials is not None:
