@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from agent.dialog import guardrails
 from agent.dialog.packs import Pack
 from agent.dialog.policy import CallInfo
 from agent.dialog.slots import birth_date, digit_runs
