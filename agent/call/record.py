@@ -15,6 +15,7 @@ from agent.privacy.dtmf import SecureEntry
 from agent.privacy.pii import mask_keypad, mask_text, mask_value
 from agent.store.calls import CallStore, now_utc
 
+OWNER_VARIABLE = "callagent_controller"
 _TEXT_FIELDS = ("heard_text", "summary", "escalation_reason", "transfer_target")
 
 
@@ -29,8 +30,9 @@ def _masked_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class CallRecord:
-    def __init__(self, store: CallStore, channel: ChannelInfo):
+    def __init__(self, store: CallStore, channel: ChannelInfo, *, owner: str = ""):
         self.store = store
+        self._owner = owner  # the controller serving the call: after a crash it closes only its own calls
         self.call_id = channel.uuid
         self._turn_seq = 0
         self._event_seq = 0
@@ -47,7 +49,8 @@ class CallRecord:
             "call_start", call_id=channel.uuid, caller=channel.caller, destination=channel.destination,
             industry=channel.industry, started_at=self._started_at, answered_at=answered_at,
             variables=mask_value({k: v for k, v in channel.variables.items()
-                                  if k.startswith(("callagent_", "sip_from"))}),
+                                  if k.startswith(("callagent_", "sip_from"))}
+                                 | ({OWNER_VARIABLE: self._owner} if self._owner else {})),
         )
 
     def answered(self) -> None:

@@ -120,7 +120,8 @@ class CallSession:
             log.warning("call %s: a connection for a finished call; refused", self.uuid)
             self.conn.command("exit")
             return False
-        self.record = CallRecord(self.deps.store, self.channel)
+        listen = self.deps.cfg.controller.listen
+        self.record = CallRecord(self.deps.store, self.channel, owner=f"{listen[0]}:{listen[1]}")
         self.conn.command("myevents")
         self.conn.command(cmd.event_subscription())
         self.conn.command(f"linger {LINGER_S}")

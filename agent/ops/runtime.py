@@ -18,6 +18,12 @@ log = logging.getLogger(__name__)
 WARM_RATES = (8000, 16000)
 
 
+def controller_id(cfg: Config) -> str:
+    """Which controller served a call: its listen address, stored with the call (several share a database)."""
+    host, port = cfg.controller.listen
+    return f"{host}:{port}"
+
+
 def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
     from agent.dialog.factory import create_policy
     from agent.dialog.packs import load_pack
@@ -45,7 +51,8 @@ def build_call_deps(cfg: Config, db: Database | None) -> CallDeps:
     for rate in WARM_RATES:
         prompts.warm(fixed, rate)
     policy = create_policy(parse_dialog_settings(cfg.dialog), db)
-    store = open_call_store(cfg, db)  # closes calls a killed controller left open
+    # Closes the calls this controller (its listen address) left open when it was killed.
+    store = open_call_store(cfg, db, owner=controller_id(cfg))
     from agent.privacy.commands import controller_hooks
 
     # Secrets masked out of channel variables; recordings sealed (encrypted at rest) after each call.

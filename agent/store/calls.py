@@ -75,6 +75,9 @@ _SQL = {
     "reconcile": (
         "UPDATE calls SET ended_at = %(ended_at)s, end_reason = %(reason)s"
         " WHERE ended_at IS NULL AND started_at < %(before)s AND call_id <> ALL(%(live)s)"
+        # Several controllers on one database: each closes only calls it served (or that name no controller).
+        " AND (%(owner)s = '' OR NOT variables ? 'callagent_controller'"
+        " OR variables ->> 'callagent_controller' = %(owner)s)"
     ),
 }
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -84,7 +87,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
              "detail": {}},
     "event": {"detail": {}},
     "call_end": {"hangup_cause": None, "transfer_target": None, "escalation_reason": None, "summary": None},
-    "reconcile": {"live": []},
+    "reconcile": {"live": [], "owner": ""},
 }
 _JSON_FIELDS = ("variables", "detail")
 
@@ -157,12 +160,12 @@ class CallStore:
         return row is not None and row["ended_at"] is not None
 
     def reconcile_open_calls(self, live_uuids: set[str] | None = None, reason: str = "controller_lost",
-                             timeout: float = 10.0) -> int:
+                             timeout: float = 10.0, *, owner: str = "") -> int:
         """Closes calls left open by a crash (started before now, not in `live_uuids`) with `reason`. Runs in
         order after any spool left by the previous process; returns how many were closed (0 when spooled)."""
         before = self.stats["reconciled"]
         at = now_utc()
-        self.submit("reconcile", live=sorted(live_uuids or ()), before=at, ended_at=at, reason=reason)
+        self.submit("reconcile", live=sorted(live_uuids or ()), before=at, ended_at=at, reason=reason, owner=owner)
         self.flush(timeout)
         return self.stats["reconciled"] - before
 
@@ -387,13 +390,14 @@ def list_calls(db: Database, last: int = 10) -> list[dict[str, Any]]:
     return calls
 
 
-def open_call_store(cfg: Config, db: Database | None, *, live_uuids: set[str] | None = None) -> CallStore:
-    """The controller's store, built at its start: calls a previous controller left open (a kill -9, a lost
-    host) are closed as `controller_lost` first. With several controllers on one database, pass the switch's
-    live channel uuids (`show channels`), or the others' live calls would be closed too."""
+def open_call_store(cfg: Config, db: Database | None, *, live_uuids: set[str] | None = None,
+                    owner: str = "") -> CallStore:
+    """The controller's store, built at its start: calls a previous run of this controller (`owner`, its
+    listen address) left open (a kill -9, a lost host) are closed as `controller_lost` first; the calls other
+    controllers on the same database are serving are left alone."""
     store = CallStore(db, cfg.path(cfg.store.spool_dir), max_queue=cfg.store.max_queue,
                       write_timeout_s=cfg.store.write_timeout_s)
-    closed = store.reconcile_open_calls(live_uuids, timeout=cfg.store.write_timeout_s * 2)
+    closed = store.reconcile_open_calls(live_uuids, timeout=cfg.store.write_timeout_s * 2, owner=owner)
     if closed:
         log.warning("%d calls left open by a previous controller closed as controller_lost", closed)
     return store

@@ -114,3 +114,15 @@ def test_is_finished_does_not_wait_on_a_database_the_writer_found_down(tmp_path)
     assert not store.is_finished("c9")  # unknown, answered at once: no connection attempt
     assert down.connects == before
     store.close()
+
+
+def test_a_restarted_controller_closes_only_its_own_open_calls(db, tmp_path):
+    """Two controllers on one database (8084 and 8085): 8084 restarts after a kill -9 while 8085 serves."""
+    store = CallStore(db, tmp_path / "spool")
+    _start(store, "mine", "010", callagent_controller="127.0.0.1:8084")
+    _start(store, "theirs", "010", callagent_controller="127.0.0.1:8085")
+    _start(store, "legacy", "010")  # stored before calls named their controller
+    assert store.reconcile_open_calls(None, owner="127.0.0.1:8084") == 2
+    open_now = {c["call_id"] for c in list_calls(db, 10) if c["ended_at"] is None}
+    assert open_now == {"theirs"}
+    store.close()
