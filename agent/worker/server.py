@@ -237,7 +237,8 @@ class Worker:
         # The session reads a watched connection (a ServerConnection look-alike).
         return CallSession(ws, meta, vad_cfg=worker.vad, engine=self.engine, executor=self._executor,
                            asr_timeout_s=worker.asr_timeout_s, allow_injection=worker.allow_text_injection,
-                           hotwords=words, stats=self._stats)
+                           hotwords=words, stats=self._stats,
+                           max_pending_utterances=worker.max_pending_utterances)
 
     async def _reject(self, ws: ServerConnection | WatchedConnection, reason: str) -> None:
         self._stats.rejected += 1

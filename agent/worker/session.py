@@ -88,6 +88,7 @@ class WorkerStats:
     turns_silence: int = 0
     turns_forced: int = 0
     intake_dropped: int = 0  # messages dropped because a session fell more than INTAKE_MAX behind
+    utterances_dropped: int = 0  # utterances dropped because ASR was max_pending_utterances behind
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -98,8 +99,9 @@ class CallSession:
 
     def __init__(self, ws: ServerConnection, meta: proto.ForkMetadata, *, vad_cfg: VadConfig,
                  engine: AsrEngine, executor: Executor, asr_timeout_s: float, allow_injection: bool,
-                 hotwords: tuple[str, ...], stats: WorkerStats):
+                 hotwords: tuple[str, ...], stats: WorkerStats, max_pending_utterances: int = 4):
         self._ws = ws
+        self._max_pending = max(1, max_pending_utterances)
         self.meta = meta
         self._engine = engine
         self._executor = executor
@@ -247,6 +249,12 @@ class CallSession:
             speculative = (time.perf_counter(), live)
         else:
             speculative = self._take_speculative(event)
+        if self._queue.qsize() >= self._max_pending:
+            # ASR is this far behind the caller: the oldest waiting utterance goes (counted), never the newest.
+            dropped, _, _ = self._queue.get_nowait()
+            self._stats.utterances_dropped += 1
+            log.warning("call %s: ASR %d utterances behind; utterance %d dropped", self.meta.call_id,
+                        self._max_pending, dropped.utterance)
         self._queue.put_nowait((event, injection, speculative))
 
     async def _turn_signals(self, event: TurnCheck) -> TurnSignals:

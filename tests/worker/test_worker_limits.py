@@ -4,6 +4,7 @@ one engine for every call, rate-limited logs (docs/reliability.md)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -194,3 +195,44 @@ def test_token_bucket_refills_with_the_time_passed_in():
     bucket = TokenBucket(per_s=2.0, burst=2)
     assert [bucket.take(0.0) for _ in range(3)] == [True, True, False]
     assert bucket.take(0.5) and not bucket.take(0.5)
+
+
+def _tone_burst(ms: int, rate: int = 16000) -> bytes:
+    """A voiced-sounding burst (a vowel-like tone with harmonics) that webrtcvad takes for speech."""
+    import numpy as np
+
+    t = np.arange(rate * ms // 1000) / rate
+    wave = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 720, 1100), start=1))
+    return (wave / np.max(np.abs(wave)) * 12000).astype("<i2").tobytes()
+
+
+def test_utterances_waiting_for_a_slow_asr_are_bounded(worker_for):
+    """ASR far slower than the caller: at most max_pending_utterances wait; the oldest go, counted."""
+    w = worker_for(FakeAsr(text="네", delay_s=3.0), max_pending_utterances=2)
+
+    async def main() -> list[dict]:
+        got: list[dict] = []
+        async with connect(f"ws://127.0.0.1:{w.port}/call-1", subprotocols=[SUBPROTOCOL]) as ws:
+            await ws.send(meta())
+            for _ in range(6):  # six short utterances, each followed by more than the fallback silence
+                speech = _tone_burst(600)
+                for i in range(0, len(speech), 640):
+                    await ws.send(speech[i:i + 640])
+                for _ in range(60):
+                    await ws.send(SILENCE)
+            await until(lambda: w.stats()["utterances_dropped"] >= 1)
+            for _ in range(300):  # keep the line alive while the remaining ones are recognised
+                await ws.send(SILENCE)
+                await asyncio.sleep(0.005)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(8):
+                    while True:
+                        msg = json.loads(await ws.recv())
+                        if msg.get("type") == "transcription" or msg.get("event") == "transcript":
+                            got.append(msg)
+        return got
+
+    transcripts = asyncio.run(main())
+    stats = w.stats()
+    assert stats["utterances"] >= 5 and stats["utterances_dropped"] >= 1
+    assert len(transcripts) <= stats["utterances"] - stats["utterances_dropped"]
