@@ -39,6 +39,7 @@ def test_an_unplayable_reply_goes_to_a_human_instead_of_silence(tmp_path, db):
         (log,) = stack.sim(speed=SPEED).run_calls([script])
         assert not log.errors, log.errors
         assert log.channel_vars["escalation_reason"] == "playback_failed"
+        assert log.bugs_at_transfer == []
         spoke_end = log.utterances[0].t_last_voiced
         # Call time from the caller's last word to the transfer: well inside the 8 s a fault may take.
         assert (log.transfer.t - spoke_end) * SPEED < 8.0
@@ -90,6 +91,7 @@ def test_a_worker_that_stops_talking_is_noticed_within_seconds(tmp_path, db):
             (log,) = stack.sim(speed=1.0).run_calls([CallScript(steps=[{"expect_transfer": {"timeout_s": 20}}])])
             assert not log.errors, log.errors
             assert log.fork.connected and log.channel_vars["escalation_reason"] == "worker_unavailable"
+            assert log.bugs_at_transfer == []  # the hung worker's fork is stopped, not carried into the queue
             # Connected at once; no heartbeat → lost after fork_heartbeat_timeout_s (2.5 s), not after 20 s+.
             assert log.transfer.t - log.fork.t_connected < 8.0
             call = stored_call(stack, db)
