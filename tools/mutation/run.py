@@ -18,6 +18,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "var" / "mutation"
 MUTMUT = Path(sys.executable).with_name("mutmut")
 TARGET = 0.85
+PG_DSN_ENV = "CALLAGENT_TEST_PG_DSN"  # tests/conftest.py reuses this server instead of starting its own
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Module:
     path: str  # the file mutated
     tests: tuple[str, ...]  # pure, fast tests that cover it (never the database or a whole call)
     deselect: tuple[str, ...] = ()  # node ids left out: slow or needing the embedded database
+    database: bool = False  # its tests need PostgreSQL: one server is started for the whole run
 
     @property
     def name(self) -> str:
@@ -46,6 +51,7 @@ MODULES: tuple[Module, ...] = (
            ("tests/call/test_barge_in.py", "tests/call/test_backchannel_mutants.py")),
     Module("agent/call/speech.py", ("tests/call/test_speech.py", "tests/call/test_speech_mutants.py")),
     Module("agent/call/actions/listen.py", ("tests/call/test_listen.py", "tests/call/test_listen_mutants.py")),
+    Module("agent/call/deadlines.py", ("tests/call/test_deadlines_mutants.py",)),
     Module("agent/esl/codec.py", ("tests/esl/test_codec.py", "tests/esl/test_codec_mutants.py")),
     Module("agent/esl/commands.py", ("tests/esl/test_commands.py", "tests/esl/test_commands_mutants.py")),
     Module("agent/dialog/guardrails.py",
@@ -56,6 +62,27 @@ MODULES: tuple[Module, ...] = (
                      "tests/dialog/test_escalation.py::test_must_not_escalate")),  # these two need PostgreSQL
     Module("agent/dialog/sentiment.py", ("tests/dialog/test_sentiment_mutants.py",)),
     Module("agent/privacy/pii.py", ("tests/privacy/test_pii.py", "tests/privacy/test_pii_mutants.py")),
+    # PostgreSQL-bound: database=True starts one embedded server for the run (each test still gets a new database).
+    Module("agent/store/calls.py", ("tests/store/test_calls.py", "tests/store/test_finished_calls.py",
+                                    "tests/store/test_quarantine.py", "tests/store/test_calls_mutants.py"),
+           database=True),
+    Module("agent/store/db.py", ("tests/store/test_calls.py", "tests/store/test_finished_calls.py",
+                                 "tests/store/test_db_mutants.py"), database=True),
+    Module("agent/store/spool.py", ("tests/store/test_calls.py", "tests/store/test_quarantine.py",
+                                    "tests/store/test_spool_mutants.py"), database=True),
+    Module("agent/store/quarantine.py", ("tests/store/test_quarantine.py", "tests/store/test_quarantine_mutants.py"),
+           database=True),
+    Module("agent/store/crm.py", ("tests/dialog/test_tools.py", "tests/dialog/test_check_delivery_mutants.py",
+                                  "tests/store/test_crm_mutants.py"), database=True),
+    Module("agent/store/kb.py", ("tests/dialog/test_knowledge.py", "tests/store/test_kb_mutants.py"), database=True),
+    *(Module(f"agent/dialog/tools/{tool}.py",
+             ("tests/dialog/test_tools.py", "tests/dialog/test_check_delivery_mutants.py",
+              f"tests/dialog/test_{tool}_mutants.py"), database=True)
+      for tool in ("base", "check_delivery", "escalate_to_human", "lookup_account", "lookup_order",
+                   "process_return", "search_faq", "update_customer_info", "verify_identity")),
+    Module("agent/media/fork_protocol.py",
+           ("tests/media/test_fork_protocol.py", "tests/media/test_fork_protocol_mutants.py")),
+    Module("agent/media/resample.py", ("tests/media/test_resample.py", "tests/media/test_resample_mutants.py")),
 )
 
 
@@ -65,7 +92,7 @@ def _copy_tree(work: Path) -> None:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("agent", "tests"):
+    for name in ("agent", "tests", "sql"):  # sql: the migrations the PostgreSQL tests apply
         shutil.copytree(REPO / name, work / name, ignore=ignore)
     shutil.copy2(REPO / "pyproject.toml", work / "pyproject.toml")
 
@@ -83,6 +110,7 @@ def _setup_cfg(module: Module, work: Path) -> None:
         f"only_mutate = {module.path}",
         "mutate_only_covered_lines = false",
         "use_setproctitle = false",
+        "also_copy =", "    sql",  # next to mutants/agent, where agent/store/db.py looks for it
         "pytest_add_cli_args =", *(f"    {a}" for a in pytest_args),
         "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in existing),
         "",
@@ -122,8 +150,11 @@ def run_module(module: Module) -> Score:
     _setup_cfg(module, work)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("CI", None)  # the copy has no ../shared/speech next to it; the mapped tests never need it
-    proc = subprocess.run([str(MUTMUT), "run", "--max-children", "1"], cwd=work, env=env,
-                          capture_output=True, text=True)
+    with _postgres(module.database) as dsn:
+        if dsn:
+            env[PG_DSN_ENV] = dsn
+        proc = subprocess.run([str(MUTMUT), "run", "--max-children", "1"], cwd=work, env=env,
+                              capture_output=True, text=True)
     (OUT / "logs").mkdir(parents=True, exist_ok=True)
     (OUT / "logs" / f"{module.name}.log").write_text(proc.stdout + proc.stderr)
     score = collect(module)
@@ -132,6 +163,23 @@ def run_module(module: Module) -> Score:
     else:
         _write_survivor_diffs(module, work, score.survivors)
     return score
+
+
+@contextmanager
+def _postgres(wanted: bool) -> Iterator[str]:
+    """One embedded PostgreSQL for a module's whole run (mutmut's stats run and every forked mutant run): a
+    server started per pytest session would cost each mutant a second. It lives in this process, above mutmut
+    and its forks, and is stopped and deleted when the run ends; each test still gets a new database."""
+    if not wanted:
+        yield ""
+        return
+    import pgserver  # the same wheel the tests' own server comes from
+
+    server = pgserver.get_server(Path(tempfile.mkdtemp(prefix="callagent-mut-pg-")), cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
 
 
 def collect(module: Module) -> Score:
