@@ -70,6 +70,7 @@ def create_policy(settings: DialogSettings, db: Database | None, *,
     kb = build_kb(settings, pack, db)
     if settings.policy == "llm":
         from agent.dialog.llm import LlmClient, preload
+        from agent.dialog.llm_guard import guard_for
         from agent.dialog.llm_policy import LlmPolicy
 
         cfg = settings.llm
@@ -78,7 +79,8 @@ def create_policy(settings: DialogSettings, db: Database | None, *,
                            temperature=cfg.temperature, max_tokens=cfg.max_tokens)
         preload()  # pay litellm's import time at start, not on the first caller's turn
         log.info("dialog policy: llm (%s), pack %s", cfg.model, pack.name)
-        return LlmPolicy(settings=settings, pack=pack, llm=client, crm=crm, kb=kb, clock=clock, today=today)
+        return LlmPolicy(settings=settings, pack=pack, llm=client, crm=crm, kb=kb, clock=clock, today=today,
+                         guard=guard_for(client, cfg))
     from agent.dialog.scripted import ScriptedPolicy
 
     log.info("dialog policy: scripted, pack %s", pack.name)

@@ -32,6 +32,25 @@ class LlmTimeout(LlmError):
     """No complete answer before the turn's deadline."""
 
 
+# litellm / openai exception classes that mean the server is unreachable or stalled (any provider).
+_DOWN_CLASSES = frozenset({"APIConnectionError", "APITimeoutError", "Timeout", "ServiceUnavailableError",
+                           "InternalServerError"})
+
+
+def server_down(exc: BaseException) -> bool:
+    """True when `exc` says the model server is down (timeout, connection error, 5xx), not that one request
+    was bad (400, 401, 404, a 429 quota): only the former counts towards the LLM's circuit breaker."""
+    if isinstance(exc, LlmTimeout):
+        return True
+    cause = exc.__cause__ if isinstance(exc, LlmError) and exc.__cause__ is not None else exc
+    if isinstance(cause, (ConnectionError, TimeoutError)):
+        return True
+    status = getattr(cause, "status_code", None)
+    if isinstance(status, int) and status >= 500:
+        return True
+    return any(k.__name__ in _DOWN_CLASSES for k in type(cause).__mro__)
+
+
 @dataclass(frozen=True)
 class ToolCall:
     id: str
@@ -142,6 +161,17 @@ class LlmClient:
             cancel.set()
         yield [ToolCall(c["id"] or f"call_{i}", c["name"], c["arguments"])
                for i, c in sorted(calls.items()) if c["name"]]
+
+    def probe(self, timeout_s: float) -> None:
+        """A one-token completion, bounded by `timeout_s`: the health probe of an open circuit breaker (it
+        exercises the served model name and the generator, not only the HTTP front). Raises LlmError."""
+        kw = self._kwargs(timeout_s)
+        kw.update(messages=[{"role": "user", "content": "ping"}], max_tokens=1, stream=True)
+        try:
+            for _ in _lib().completion(**kw):  # streamed like a turn: the same server path
+                pass
+        except Exception as exc:  # noqa: BLE001 - mapped to our error type
+            raise LlmError(f"LLM probe failed: {type(exc).__name__}") from exc
 
     def complete(self, messages: Sequence[dict[str, Any]], *, timeout_s: float) -> str:
         """A short non-streamed answer (summaries); bounded by `timeout_s` the same way as `stream`."""

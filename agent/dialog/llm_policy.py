@@ -17,6 +17,7 @@ from agent.dialog.crm import CrmAdapter
 from agent.dialog.escalation import EscalationManager, extractive_summary
 from agent.dialog.knowledge import KnowledgeBase
 from agent.dialog.llm import LlmClient, LlmError
+from agent.dialog.llm_guard import LlmGuard
 from agent.dialog.packs import Pack
 from agent.dialog.policy import CallInfo, DialogEvent, Escalate, Say
 from agent.dialog.scripted import ScriptedConversation, ScriptedPolicy
@@ -24,6 +25,7 @@ from agent.dialog.settings import DialogSettings
 from agent.dialog.state import DialogState
 from agent.dialog.tools import PROGRESS_ERRORS
 from agent.dialog.turn import pre_turn
+from agent.engines.breaker import CLOSED
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,12 @@ class LlmPolicy:
 
     def __init__(self, *, settings: DialogSettings, pack: Pack, llm: LlmClient, crm: CrmAdapter | None,
                  kb: KnowledgeBase | None, clock: Callable[[], float] = time.monotonic,
-                 today: Callable[[], date] = date.today):
+                 today: Callable[[], date] = date.today, guard: LlmGuard | None = None):
         self.settings = settings
         self.pack = pack
         self.llm = llm
+        # The endpoint's circuit breaker (shared by every call); None: every turn tries the model.
+        self.guard = guard
         self.clock = clock
         self.scripted = ScriptedPolicy(settings=settings, pack=pack, crm=crm, kb=kb, clock=clock, today=today)
 
@@ -80,14 +84,34 @@ class LlmConversation:
         if handled is not None:
             yield from handled
             return
+        guard = self.policy.guard
+        if guard is not None and not guard.allow():
+            # The model server is down for every call: no wait, the scripted policy answers from this state.
+            self.state.note("AI 서버 장애로 기본 응답")
+            yield from self.fallback.answer(text, intent)
+            return
         spoken: list[Say] = []
+        settled = False
         try:
             yield from self._llm_turn(intent, spoken)
+            settled = True
+            if guard is not None:
+                guard.success()
         except LlmError as exc:
+            settled = True
+            if guard is not None:
+                guard.failure(exc)
             log.warning("llm turn failed (%s); scripted policy answers this turn", type(exc).__name__)
             if not spoken:
                 self.state.note("AI 응답 지연으로 기본 응답")
                 yield from self.fallback.answer(text, intent)
+        finally:
+            if not settled and guard is not None:
+                # Cut by a barge-in: a model that was already speaking answered; else let another turn try.
+                if spoken:
+                    guard.success()
+                else:
+                    guard.abandon()
 
     def _hold_keypad(self, digits: str) -> None:
         """A typed number may be a PIN: the model sees `[KEYPAD_1]`, a tool still gets the digits."""
@@ -131,7 +155,8 @@ class LlmConversation:
         transcript = "\n".join(f"{'고객' if m['role'] == 'user' else '상담원'}: {m['content']}"
                                for m in self.state.history if m["role"] in ("user", "assistant") and m.get("content"))
         text = ""
-        if transcript:
+        guard = self.policy.guard
+        if transcript and (guard is None or guard.state == CLOSED):  # a down server gets no 3 s wait
             try:
                 text = self.policy.llm.complete(
                     [{"role": "system", "content": SUMMARY_PROMPT}, {"role": "user", "content": transcript}],

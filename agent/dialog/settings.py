@@ -28,6 +28,12 @@ class LlmSettings:
     temperature: float = 0.3
     max_tokens: int = 300
     max_tool_rounds: int = 3
+    # Circuit breaker (agent/dialog/llm_guard.py): this many turns in a row lost to a down server (timeout,
+    # connection error, 5xx) send every call's turns to the scripted policy, without waiting, until a
+    # one-token probe sent every probe_every_s (each bounded by probe_timeout_s) answers.
+    failures_to_open: int = 1
+    probe_every_s: float = 5.0
+    probe_timeout_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,9 @@ def _llm(s: Section, policy: str) -> LlmSettings:
         temperature=s.float("temperature", d.temperature, lo=0, hi=2),
         max_tokens=s.int("max_tokens", d.max_tokens, lo=16, hi=8192),
         max_tool_rounds=s.int("max_tool_rounds", d.max_tool_rounds, lo=1, hi=8),
+        failures_to_open=s.int("failures_to_open", d.failures_to_open, lo=1, hi=20),
+        probe_every_s=s.float("probe_every_s", d.probe_every_s, lo=0.05, hi=600),
+        probe_timeout_s=s.float("probe_timeout_s", d.probe_timeout_s, lo=0.1, hi=60),
     )
     if policy == "llm" and not cfg.model.strip():
         raise ConfigError(s.key("model"), "is required when dialog.policy is llm")

@@ -4,6 +4,8 @@ engine when the model server fails, so a server that dies mid-call costs one sen
 Closed: every request goes to the primary. `failures_to_open` failures in a row open the breaker: requests
 go straight to the fallback for `reset_after_s`; then one request tries the primary again (half-open) and
 its outcome closes or re-opens the breaker. Time comes from `clock`, so the core is tested without sleeping.
+With `reset_after_s=None` time never half-opens it: a health probe off the request path calls `half_open()`
+(the LLM's breaker, agent/dialog/llm_guard.py, where a trial turn would cost the caller a whole timeout).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ BREAKERS: dict[str, CircuitBreaker] = {}
 class CircuitBreaker:
     """Thread-safe; `allow()` before a primary request, then `success()` or `failure()`."""
 
-    def __init__(self, name: str, *, failures_to_open: int = 1, reset_after_s: float = 15.0,
+    def __init__(self, name: str, *, failures_to_open: int = 1, reset_after_s: float | None = 15.0,
                  clock: Callable[[], float] = time.monotonic):
-        if failures_to_open < 1 or reset_after_s <= 0:
+        if failures_to_open < 1 or (reset_after_s is not None and reset_after_s <= 0):
             raise ValueError("failures_to_open must be >= 1 and reset_after_s > 0")
         self.name = name
         self.failures_to_open = failures_to_open
@@ -50,7 +52,8 @@ class CircuitBreaker:
         with self._lock:
             if self.state == CLOSED:
                 return True
-            if self.state == OPEN and self.clock() - self._opened_at >= self.reset_after_s:
+            if (self.state == OPEN and self.reset_after_s is not None
+                    and self.clock() - self._opened_at >= self.reset_after_s):
                 self.state = HALF_OPEN
                 self._trial = False
             if self.state == HALF_OPEN and not self._trial:
@@ -64,6 +67,13 @@ class CircuitBreaker:
                 log.warning("ENGINE RECOVERED: %s answers again; back from the fallback", self.name)
             self.state, self.failures, self._trial = CLOSED, 0, False
 
+    def half_open(self) -> None:
+        """A health probe saw the primary answer: the next request tries it (an open breaker only)."""
+        with self._lock:
+            if self.state == OPEN:
+                log.warning("ENGINE PROBE OK: %s; the next request tries it again", self.name)
+                self.state, self._trial = HALF_OPEN, False
+
     def abandon(self) -> None:
         """A request that ended with neither outcome (the caller stopped listening): let another try."""
         with self._lock:
@@ -75,7 +85,9 @@ class CircuitBreaker:
             if self.state == HALF_OPEN or self.failures >= self.failures_to_open:
                 if self.state != OPEN:
                     self.opened += 1
-                    log.warning("ENGINE FAILED: %s; using the fallback for %.0f s", self.name, self.reset_after_s)
+                    log.warning("ENGINE FAILED: %s; using the fallback %s", self.name,
+                                "until a probe answers" if self.reset_after_s is None
+                                else f"for {self.reset_after_s:.0f} s")
                 self.state, self._opened_at, self._trial = OPEN, self.clock(), False
 
 

@@ -48,6 +48,20 @@ def _fallbacks() -> Iterator[Metric]:
     yield family
 
 
+def _breakers() -> Iterator[Metric]:
+    from agent.engines.breaker import BREAKERS, HALF_OPEN, OPEN
+
+    state = GaugeMetricFamily("callagent_engine_breaker_state", "Circuit breaker per engine and LLM endpoint: "
+                              "0 closed, 1 half-open, 2 open (calls on the fallback)", labels=("engine",))
+    opened = CounterMetricFamily("callagent_engine_breaker_opened", "Times a circuit breaker opened",
+                                 labels=("engine",))
+    for name, breaker in sorted(BREAKERS.items()):
+        state.add_metric((name,), {OPEN: 2, HALF_OPEN: 1}.get(breaker.state, 0))
+        opened.add_metric((name,), breaker.opened)
+    yield state
+    yield opened
+
+
 def _llm_tokens() -> Iterator[Metric]:
     from agent.dialog.llm import TOKEN_COUNTS
 
@@ -165,6 +179,7 @@ class ControllerCollector(Collector):
         yield from _llm_tokens()
         yield from self.gpu.collect()
         yield from _fallbacks()
+        yield from _breakers()
 
 
 class WorkerCollector(Collector):
@@ -178,6 +193,7 @@ class WorkerCollector(Collector):
             yield family(f"callagent_worker_{key}", f"Speech worker {key.replace('_', ' ')}", value=value)
         yield from self.gpu.collect()
         yield from _fallbacks()
+        yield from _breakers()
 
 
 def family_names(collector: Collector) -> set[str]:

@@ -18,7 +18,7 @@ Script = Callable[[dict[str, Any], int], list[Step]]
 
 
 class OpenAIServer:
-    def __init__(self, script: Script):
+    def __init__(self, script: Script, port: int = 0):
         self.script = script
         self.requests: list[dict[str, Any]] = []
         self.sent: list[tuple[float, str]] = []  # (monotonic time, text) of every text delta written
@@ -44,7 +44,8 @@ class OpenAIServer:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     outer._chat(self, body, n)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A fixed port brings a "restarted" server back at the address a client already uses.
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
