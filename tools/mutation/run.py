@@ -83,9 +83,9 @@ MODULES: tuple[Module, ...] = (
     Module("agent/media/fork_protocol.py",
            ("tests/media/test_fork_protocol.py", "tests/media/test_fork_protocol_mutants.py")),
     Module("agent/media/resample.py", ("tests/media/test_resample.py", "tests/media/test_resample_mutants.py")),
-)
     Module("agent/worker/stream.py", ("tests/worker/test_stream_mutants.py",)),
     Module("agent/worker/ratelimit.py", ("tests/worker/test_ratelimit_mutants.py",)),
+)
 
 
 def _copy_tree(work: Path) -> None:
