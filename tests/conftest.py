@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,13 +17,17 @@ REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "speech"
 
 
+# A server already running (tools/mutation/run.py starts one for a whole mutation run): reused, not started.
+PG_DSN_ENV = "CALLAGENT_TEST_PG_DSN"
+
+
 @pytest.fixture(scope="session")
 def pg_server_dsn(tmp_path_factory) -> str:
-    return embedded_dsn(tmp_path_factory.mktemp("pg"))
+    return os.environ.get(PG_DSN_ENV) or embedded_dsn(tmp_path_factory.mktemp("pg"))
 
 
 @pytest.fixture
-def db(pg_server_dsn) -> Database:
+def db(pg_server_dsn) -> Iterator[Database]:
     """A new database with every migration applied."""
     name = "t_" + uuid.uuid4().hex[:12]
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
@@ -29,7 +35,10 @@ def db(pg_server_dsn) -> Database:
     dsn = psycopg.conninfo.make_conninfo(pg_server_dsn, dbname=name)
     database = Database(dsn)
     database.migrate()
-    return database
+    yield database
+    if os.environ.get(PG_DSN_ENV):  # a shared server outlives hundreds of test runs: don't let it fill the disk
+        with contextlib.suppress(psycopg.Error), psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
