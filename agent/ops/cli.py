@@ -258,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("what", choices=("latency", "load", "asr", "turns", "bargein", "all", "faults"))
     bench.add_argument("--calls", type=int, default=None)
     bench.add_argument("--quick", action="store_true", help="fewer calls and files")
+    bench.add_argument("--minutes", type=float, default=None,
+                       help="load: a soak of this length, --calls at a time, RSS sampled (configured ASR)")
+    bench.add_argument("--drop-db", action="store_true",
+                       help="load: drop the run's database (by default it is kept for `callagent dashboard`)")
     add_bench_options(bench)  # asr: --engine A --engine B, --dataset
     bench.set_defaults(fn=cmd_bench)
     return p

@@ -35,7 +35,8 @@ def _run_part(part: str, cfg: Config, args: argparse.Namespace, work: Path) -> d
     if part == "load":
         from agent.ops.bench import load
 
-        return load.run(cfg, work, calls=args.calls, quick=args.quick)
+        return load.run(cfg, work, calls=args.calls, quick=args.quick, minutes=getattr(args, "minutes", None),
+                        keep_db=not getattr(args, "drop_db", False))
     if part == "turns":
         from agent.ops.bench import turns
 
@@ -49,9 +50,11 @@ def _run_part(part: str, cfg: Config, args: argparse.Namespace, work: Path) -> d
     return asr.run(cfg, speech_dir(), quick=args.quick)
 
 
-def _renderer(part: str) -> Callable[[dict[str, Any]], str]:
-    from agent.ops.bench import bargein, report, turns
+def _renderer(part: str, result: dict[str, Any]) -> Callable[[dict[str, Any]], str]:
+    from agent.ops.bench import bargein, report, soak, turns
 
+    if part == "load" and result.get("soak"):
+        return soak.soak_md
     return {"latency": report.latency_md, "load": report.load_md, "asr": report.asr_md,
             "turns": turns.turns_md, "bargein": bargein.bargein_md}[part]
 
@@ -84,7 +87,7 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
             report.write_json(path, {"bench": part, "date": datetime.now().isoformat(timespec="seconds"),
                                      "machine": machine, "code": code, "command": command, "quick": args.quick,
                                      "elapsed_s": round(elapsed, 1), "result": result})
-            section = _renderer(part)(result) + f"\n\n_{part}: {elapsed:.0f} s; JSON: {path}_"
+            section = _renderer(part, result)(result) + f"\n\n_{part}: {elapsed:.0f} s; JSON: {path}_"
             print(section + "\n", flush=True)
             sections.append(section)
     finally:

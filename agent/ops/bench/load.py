@@ -45,13 +45,49 @@ def _cores() -> tuple[int | None, int | None]:
     return (cores[0], cores[1]) if len(cores) >= 2 else (None, None)
 
 
-def run(cfg: Config, work_dir: Path, *, calls: int | None = None, quick: bool = False) -> dict[str, Any]:
+def run(cfg: Config, work_dir: Path, *, calls: int | None = None, quick: bool = False,
+        minutes: float | None = None, keep_db: bool = True) -> dict[str, Any]:
+    """The load levels, or with `minutes` the soak (agent.ops.bench.soak). The calls stay in the run's own
+    database unless `keep_db` is false; the result says how to open them in `callagent dashboard`."""
+    bench_db = BenchDatabase(cfg)
+    try:
+        if minutes:
+            from agent.ops.bench import soak
+
+            result = soak.run(cfg, work_dir, bench_db, minutes=minutes, calls=calls or soak.DEFAULT_CALLS)
+        else:
+            result = _levels(cfg, work_dir, bench_db, calls=calls, quick=quick)
+        result["database"] = kept(bench_db) if keep_db else None
+    except BaseException:
+        if not keep_db:
+            bench_db.drop()
+        raise
+    if not keep_db:
+        bench_db.drop()
+    return result
+
+
+def kept(bench_db: BenchDatabase) -> dict[str, Any]:
+    """What the run's database holds, and the commands to look at it and to drop it."""
+    with bench_db.db.connection() as conn:
+        row = conn.execute(
+            "SELECT count(*) AS calls, count(a.call_id) AS analysed, coalesce(sum(a.cost_krw), 0) AS cost_krw "
+            "FROM calls LEFT JOIN call_analytics a USING (call_id)").fetchone()
+    info = {"name": bench_db.name, "calls": row["calls"], "analysed": row["analysed"],
+            "cost_krw": round(float(row["cost_krw"]), 2), "dashboard": bench_db.dashboard_command(),
+            "drop": bench_db.drop_command()}
+    log.info("load bench: %d calls (%d analysed) kept in database %s; see them with: %s",
+             info["calls"], info["analysed"], bench_db.name, info["dashboard"])
+    return info
+
+
+def _levels(cfg: Config, work_dir: Path, bench_db: BenchDatabase, *, calls: int | None,
+            quick: bool) -> dict[str, Any]:
     levels = [calls] if calls else list(QUICK_LEVELS if quick else DEFAULT_LEVELS)
     (work_dir / "load").mkdir(parents=True, exist_ok=True)
     clip = c.render_speech(FAKE_TEXT, work_dir / "load" / "caller.wav")
     agent_core, sim_core = _cores()
     original = os.sched_getaffinity(0)
-    bench_db = BenchDatabase(cfg)
     results: list[dict[str, Any]] = []
     try:
         if sim_core is not None:
@@ -66,7 +102,6 @@ def run(cfg: Config, work_dir: Path, *, calls: int | None = None, quick: bool = 
             results.sort(key=lambda r: r["calls"])
     finally:
         os.sched_setaffinity(0, original)
-        bench_db.drop()
     sustained = [r for r in results if r["sustained"]]
     best = max(sustained, key=lambda r: r["calls"]) if sustained else None
     per_min = best["cpu_s_per_call_minute"]["agent_total"] if best else None

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import math
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from agent.ops.bench.stats import summary
 
 PROBE_PERIOD_S = 0.01
 PACKET_S = 0.02          # mod_audio_fork packet period: more than this behind is "late"
+ANALYTICS_CLOSE_S = 60.0  # a load level ends with many calls at once; each analysis is a few queries
 
 
 class LagProbe:
@@ -99,16 +103,32 @@ class FrameClock:
         return {"frames": total, "late_frames": late, "lateness_ms": summary(lateness_ms)}
 
 
+def object_census(top: int = 12) -> dict[str, Any]:
+    """Live Python objects (after a collection) and the most numerous types: per-call state that is kept
+    shows as a count that grows with the calls served, whatever the allocator does with RSS."""
+    gc.collect()
+    objs = gc.get_objects()
+    types = collections.Counter(type(o).__name__ for o in objs)
+    return {"objects": len(objs), "threads": threading.active_count(), "top_types": dict(types.most_common(top))}
+
+
+def _append(path: Path, data: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(data, default=str) + "\n")
+
+
 def _write(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
     tmp.replace(path)
 
 
-def run_controller(cfg: Config, ready: Path, stats_out: Path, fork_url: str) -> None:
+def run_controller(cfg: Config, ready: Path, stats_out: Path, fork_url: str,
+                   census: tuple[Path, float] | None = None) -> None:
     import gevent
     from gevent.event import Event
 
+    from agent.analytics.runner import instrument
     from agent.call.controller import THREADPOOL_SIZE, Controller
     from agent.ops.runtime import build_call_deps
     from agent.store.db import Database
@@ -117,7 +137,10 @@ def run_controller(cfg: Config, ready: Path, stats_out: Path, fork_url: str) -> 
         cfg.controller, listen=("127.0.0.1", 0), fork_url=fork_url))
     if cfg.store.dsn is None:
         raise SystemExit("benchmark controller needs store.dsn")
-    deps = build_call_deps(cfg, Database(cfg.store.dsn))
+    db = Database(cfg.store.dsn)
+    deps = build_call_deps(cfg, db)
+    # As `callagent run` does: counters from the store's operations, and each call analysed when it ends.
+    analytics = instrument(deps, db, cfg)
     gevent.get_hub().threadpool.maxsize = THREADPOOL_SIZE
     controller = Controller(deps)
     controller.start()
@@ -129,25 +152,37 @@ def run_controller(cfg: Config, ready: Path, stats_out: Path, fork_url: str) -> 
             gevent.sleep(PROBE_PERIOD_S)
             probe.add(started)
 
+    def count() -> None:
+        assert census is not None
+        while True:
+            _append(census[0], {"t": time.time(), "active": controller.active, **object_census()})
+            gevent.sleep(census[1])
+
     watcher = gevent.spawn(watch)
+    counter = gevent.spawn(count) if census else None
     stop = Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     _write(ready, {"port": controller.port, "pid": os.getpid(), "tts": deps.speaker.engine.name,
                    "policy": type(deps.policy).__name__})
     stop.wait()
     watcher.kill()
+    if counter is not None:
+        counter.kill()
     controller.stop()
     deps.store.flush(20)
+    if analytics is not None:
+        analytics.close(ANALYTICS_CLOSE_S)  # the last calls' analyses, queued at their end, finish first
     s = deps.stats
     _write(stats_out, {
         "turns": s.turns, "barge_ins": s.barge_ins, "overhead_ms": s.overhead_ms,
         "first_audio_ms": s.first_audio_ms, "active": controller.active, "rejected": controller.rejected,
         "store": dict(deps.store.stats), "loop_lag_ms": probe.report(),
+        "analytics": None if analytics is None else dict(analytics.stats),
     })
     deps.store.close()
 
 
-async def _worker_main(cfg: Config, ready: Path, stats_out: Path) -> None:
+async def _worker_main(cfg: Config, ready: Path, stats_out: Path, census: tuple[Path, float] | None = None) -> None:
     from agent.engines.asr.registry import create_asr
     from agent.worker.server import Worker
 
@@ -171,12 +206,22 @@ async def _worker_main(cfg: Config, ready: Path, stats_out: Path) -> None:
             await asyncio.sleep(PROBE_PERIOD_S)
             probe.add(started)
 
+    async def count() -> None:
+        assert census is not None
+        while True:
+            _append(census[0], {"t": time.time(), "tasks": len(asyncio.all_tasks()), **worker.stats(),
+                                **object_census()})
+            await asyncio.sleep(census[1])
+
     watcher = asyncio.create_task(watch())
+    counter = asyncio.create_task(count()) if census else None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, server.cancel)
     _write(ready, {"port": worker.port, "pid": os.getpid(), "engine": engine.name})
     with contextlib.suppress(asyncio.CancelledError):
         await server
     watcher.cancel()
+    if counter is not None:
+        counter.cancel()
     engine.close()
     _write(stats_out, {"engine": engine.name, "stats": worker.stats(), "loop_lag_ms": probe.report(),
                        "frame_clock": clock.report()})
@@ -189,13 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready", required=True, help="JSON file written once listening")
     p.add_argument("--stats", required=True, help="JSON file written on SIGTERM")
     p.add_argument("--fork-url", default="ws://127.0.0.1:9", help="controller: the worker's URL")
+    p.add_argument("--census", default=None, help="JSON lines: live Python objects every --census-every s")
+    p.add_argument("--census-every", type=float, default=30.0)
     args = p.parse_args(argv)
+    census = (Path(args.census), args.census_every) if args.census else None
     cfg = load_config(args.config)
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.role == "controller":
-        run_controller(cfg, Path(args.ready), Path(args.stats), args.fork_url)
+        run_controller(cfg, Path(args.ready), Path(args.stats), args.fork_url, census)
     else:
-        asyncio.run(_worker_main(cfg, Path(args.ready), Path(args.stats)))
+        asyncio.run(_worker_main(cfg, Path(args.ready), Path(args.stats), census))
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -58,6 +59,22 @@ class BenchDatabase:
         with psycopg.connect(self.server_dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
 
+    def dashboard_command(self) -> str:
+        """The command that shows this database's calls: `callagent dashboard` reads $CALLAGENT_DB_DSN first."""
+        return f"{ENV_DB_DSN}={shlex.quote(_no_password(self.dsn))} callagent dashboard"
+
+    def drop_command(self) -> str:
+        return f"psql {shlex.quote(_no_password(self.server_dsn))} -c 'DROP DATABASE {self.name}'"
+
+
+def _no_password(dsn: str) -> str:
+    """A DSN fit to print: a password is left to $PGPASSWORD or ~/.pgpass, never written out."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params.pop("password", None)
+    dbname = params.pop("dbname", None)
+    # dbname first: the config accepts key=value DSNs that start with host= or dbname=.
+    return psycopg.conninfo.make_conninfo(**({"dbname": dbname} if dbname else {}), **params)
+
 
 def child_config(cfg: Config, work_dir: Path, dsn: str, *, asr_engine: str,
                  asr_options: Mapping[str, Any], allow_injection: bool, max_calls: int) -> dict[str, Any]:
@@ -87,7 +104,18 @@ def child_config(cfg: Config, work_dir: Path, dsn: str, *, asr_engine: str,
         },
         "store": {"dsn": dsn, "spool_dir": str(work_dir / "db-spool")},
         "dialog": dict(cfg.dialog),
+        # Prices and analysis settings: each benchmark call is analysed and costed as `callagent run` would.
+        "analytics": _plain_mapping(cfg.analytics),
     }
+
+
+def _plain_mapping(value: Any) -> Any:
+    """Nested read-only mappings as plain dicts, so YAML can write them."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain_mapping(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_mapping(v) for v in value]
+    return value
 
 
 @dataclasses.dataclass
@@ -116,11 +144,15 @@ def other_cpu_share(before: dict[str, float], after: dict[str, float], agent_s: 
 class Child:
     """One agent process started with `python -m agent.ops.bench.procs`."""
 
-    def __init__(self, role: str, config: Path, work_dir: Path, extra: list[str], core: int | None):
+    def __init__(self, role: str, config: Path, work_dir: Path, extra: list[str], core: int | None,
+                 census_every_s: float | None = None):
         self.role = role
         self.ready_path = work_dir / f"{role}.ready.json"
         self.stats_path = work_dir / f"{role}.stats.json"
         self.log_path = work_dir / f"{role}.log"
+        self.census_path = work_dir / f"{role}.census.jsonl"
+        if census_every_s:
+            extra = [*extra, "--census", str(self.census_path), "--census-every", str(census_every_s)]
         env = {k: v for k, v in os.environ.items() if k not in (ENV_DB_DSN, ENV_CONFIG)}
         with self.log_path.open("wb") as log:
             self.popen = subprocess.Popen(
@@ -160,23 +192,31 @@ class Child:
             return {"error": f"{self.role} wrote no stats (exit {self.popen.returncode})", "log_tail": tail}
         return {**json.loads(self.stats_path.read_text(encoding="utf-8")), "log_tail": tail}
 
+    def census(self) -> list[dict[str, Any]]:
+        """The object counts the child wrote (empty unless started with census_every_s)."""
+        if not self.census_path.exists():
+            return []
+        lines = self.census_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
 
 class AgentStack:
     """Worker first (the controller needs its URL), then the controller; `core` pins both to one CPU."""
 
     def __init__(self, cfg: Config, work_dir: Path, dsn: str, *, asr_engine: str,
                  asr_options: Mapping[str, Any] | None = None, allow_injection: bool = False,
-                 max_calls: int = 200, core: int | None = None):
+                 max_calls: int = 200, core: int | None = None, census_every_s: float | None = None):
         self.work_dir = work_dir
         work_dir.mkdir(parents=True, exist_ok=True)
         config = work_dir / "callagent.yaml"
         config.write_text(yaml.safe_dump(child_config(
             cfg, work_dir, dsn, asr_engine=asr_engine, asr_options=asr_options or {},
             allow_injection=allow_injection, max_calls=max_calls), allow_unicode=True), encoding="utf-8")
-        self.worker = Child("worker", config, work_dir, [], core)
+        self.worker = Child("worker", config, work_dir, [], core, census_every_s)
         try:
             port = self.worker.wait_ready()["port"]
-            self.controller = Child("controller", config, work_dir, ["--fork-url", f"ws://127.0.0.1:{port}"], core)
+            self.controller = Child("controller", config, work_dir, ["--fork-url", f"ws://127.0.0.1:{port}"], core,
+                                    census_every_s)
             self.controller.wait_ready()
         except BaseException:
             self.worker.stop()
