@@ -57,6 +57,7 @@ class RateLimitedLog:
             if bucket is None:
                 if len(self._buckets) >= self.MAX_KEYS:
                     self._buckets.clear()
+                    self._suppressed.clear()  # counts of formats no longer tracked: keep both tables bounded
                 bucket = self._buckets[msg] = TokenBucket(self._per_s, self._burst)
             if not bucket.take(self._clock()):
                 self._suppressed[msg] = self._suppressed.get(msg, 0) + 1
@@ -68,6 +69,12 @@ class RateLimitedLog:
         else:
             self._logger.log(level, msg, *args)
         return True
+
+    @property
+    def tracked(self) -> int:
+        """Formats with state held (buckets and suppressed counts): at most MAX_KEYS each."""
+        with self._lock:
+            return max(len(self._buckets), len(self._suppressed))
 
     def warning(self, msg: str, *args: object) -> bool:
         return self.log(logging.WARNING, msg, *args)

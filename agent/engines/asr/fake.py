@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from agent.engines.asr.base import AsrContext, AsrResult, AsrSegment
 from agent.engines.errors import EngineError, EngineUnavailable
 
 ENGINE_NAME = "fake"
+CALLS_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,12 @@ class FakeAsr:
         self.fail = fail
         self.retryable = retryable
         self._lock = threading.Lock()
-        self._calls: list[FakeCall] = []
+        # The last CALLS_KEPT only: a long benchmark (a 30-minute soak) must not grow it call by call.
+        self._calls: deque[FakeCall] = deque(maxlen=CALLS_KEPT)
 
     @property
     def calls(self) -> list[FakeCall]:
-        """Every transcribe request so far, oldest first (a copy)."""
+        """The last CALLS_KEPT transcribe requests, oldest first (a copy)."""
         with self._lock:
             return list(self._calls)
 
