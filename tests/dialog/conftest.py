@@ -23,6 +23,9 @@ from agent.store.db import Database, embedded_dsn
 
 @pytest.fixture(scope="session")
 def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("CALLAGENT_TEST_PG_DSN"):  # a server kept up for a whole mutation run (tests/conftest.py)
+        yield os.environ["CALLAGENT_TEST_PG_DSN"]
+        return
     data_dir = tmp_path_factory.mktemp("dialog-pg")
     try:
         dsn = embedded_dsn(data_dir)
