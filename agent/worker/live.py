@@ -51,6 +51,9 @@ class LiveDecoder:
         self._tail: asyncio.Future | None = None
         self._fed_s = 0.0  # audio handed to this utterance's decoder, pads included
         self._pads: list[tuple[float, float]] = []  # (decoder seconds where a pad went in, its length)
+        # The engine's decoders can close a segment at a pause (VoskUtterance.checkpoint): read the words so
+        # far from the closed segment rather than the partial hypothesis (which lags the last syllables).
+        self._checkpoints = bool(getattr(engine, "live_checkpoints", False))
 
     @staticmethod
     def supported(engine: Any) -> bool:
@@ -83,7 +86,8 @@ class LiveDecoder:
 
     def partial(self, utterance: int, pad_s: float = CHECK_PAD_S) -> asyncio.Future[str] | None:
         """The words decoded so far for `utterance` (after all audio fed until now, then `pad_s` of silence),
-        or None if it is not being decoded live. For the end-of-turn check at a pause."""
+        or None if it is not being decoded live. For the end-of-turn check at a pause. Where the engine
+        offers checkpoints the segment is closed here, so the final result after it costs next to nothing."""
         if utterance != self._utterance or self._tail is None:
             return None
         self._flush()
@@ -91,7 +95,7 @@ class LiveDecoder:
             self._pads.append((self._fed_s, pad_s))
             self._fed_s += pad_s
             self._then(self._accept, np.zeros(int(pad_s * self._rate), dtype=np.int16))
-        return self._then(self._partial)
+        return self._then(self._checkpoint if self._checkpoints else self._partial)
 
     def abandon(self) -> None:
         self._utterance = 0
@@ -121,6 +125,9 @@ class LiveDecoder:
     def _accept(self, pcm: np.ndarray) -> None:
         if self._decoder is not None:  # None only if opening failed; result() reports that
             self._decoder.accept(pcm)
+
+    def _checkpoint(self) -> str:
+        return self._decoder.checkpoint() if self._decoder is not None else ""
 
     def _partial(self) -> str:
         if self._decoder is None:
