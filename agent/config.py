@@ -218,8 +218,9 @@ class VadConfig:
     barge_in_ms: int = 160
     # Silence inside an utterance that sends speech_paused and reads the live transcript for the turn end.
     pause_ms: int = 200
-    # Voiced audio of one utterance that makes it a real interruption (speech_continuing).
-    barge_in_confirm_ms: int = 500
+    # Voice of one utterance that makes it a real interruption (speech_continuing), counted on frames within
+    # tail_drop_db of its loudest: espeak-ng's 네/예/응 reach 300-340 ms, "잠깐만요…" 400 ms after 0.42 s.
+    barge_in_confirm_ms: int = 400
     # The transcript ends a Korean sentence: the turn ends after this much silence.
     sentence_end_ms: int = 240
     # No verdict from the transcript: the audio model alone may end the turn after this much silence.
@@ -229,6 +230,9 @@ class VadConfig:
     smart_turn: bool = True
     smart_turn_threshold: float = 0.995  # ends a turn with no transcript verdict at audio_model_ms (> 1: never)
     smart_turn_veto: float = 0.95  # below this a sentence-final transcript waits for the fallback (0: off)
+    # Inside an utterance a voiced frame this far below its loudest frame is silence: webrtcvad's hangover
+    # calls a word's fading tail speech for 100-180 ms, which every end of turn would wait out (0: off).
+    tail_drop_db: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -403,6 +407,7 @@ def _vad(s: Section) -> VadConfig:
         smart_turn=s.bool("smart_turn", d.smart_turn),
         smart_turn_threshold=s.float("smart_turn_threshold", d.smart_turn_threshold, lo=0, hi=1.01),
         smart_turn_veto=s.float("smart_turn_veto", d.smart_turn_veto, lo=0, hi=1),
+        tail_drop_db=s.float("tail_drop_db", d.tail_drop_db, lo=0, hi=90),
     )
     if cfg.speculative_ms and cfg.speculative_ms >= cfg.end_silence_ms:
         raise ConfigError(s.key("speculative_ms"), "must be below end_silence_ms (or 0 to turn it off)")

@@ -16,7 +16,7 @@ from enum import Enum
 
 from agent.config import VadConfig
 from agent.media.turn_end import NO_SIGNALS, TurnEnd, TurnEndPolicy, TurnSignals
-from agent.media.vad import FRAME_MS
+from agent.media.vad import FRAME_MS, SpeechTail
 
 # A silence run this long before onset is confirmed drops the candidate: a cough or a click, not speech.
 START_GAP_MS = 100
@@ -168,11 +168,15 @@ class Endpointer:
         self._onset_idx = 0
         self._onset_t = 0.0
         self._voiced = 0
+        # Voiced frames within SpeechTail's range of the loudest: a real interruption is confirmed on these,
+        # so a backchannel's fading tail (webrtcvad's hangover) does not count toward it.
+        self._loud = 0
         self._gap = 0
         self._last_voiced_idx = 0
         self._paused = False  # a SpeechPaused went out since the last voiced frame
         self._checked = False  # a TurnCheck went out since the last voiced frame
         self._signals = NO_SIGNALS
+        self._tail = SpeechTail(cfg.tail_drop_db)
 
     @property
     def state(self) -> State:
@@ -192,8 +196,17 @@ class Endpointer:
             return []
         self._buf.append((t, frame))
         now = t + self._frame_s
-        if voiced:
+        # webrtcvad's decision counts toward the voiced length (min speech, barge-in confirmation); inside an
+        # utterance a word's fading tail counts as silence (SpeechTail), so the end of turn starts sooner.
+        heard = voiced
+        loud = self._tail.voiced(frame, voiced)
+        if self._state is State.SPEAKING:
+            voiced = loud
+        if heard:
             self._voiced += 1
+        if heard and loud:
+            self._loud += 1
+        if voiced:
             resumed = self._paused
             self._gap, self._paused, self._checked, self._signals = 0, False, False, NO_SIGNALS
             self._last_voiced_idx = len(self._buf) - 1
@@ -206,12 +219,11 @@ class Endpointer:
                 return self._drop_candidate(now)
             return []
         events: list[Event] = []
-        if voiced:
-            if resumed:
-                events.append(SpeechResumed(self._utterance, t))
-            if self._voiced == self._confirm_frames:
-                events.append(SpeechContinuing(self._utterance, now, self._voiced * self._frame_ms))
-        else:
+        if voiced and resumed:
+            events.append(SpeechResumed(self._utterance, t))
+        if heard and loud and self._loud == self._confirm_frames:
+            events.append(SpeechContinuing(self._utterance, now, self._voiced * self._frame_ms))
+        if not voiced:
             if self._gap == self._spec_frames:
                 events.append(self._speculative())
             if self._gap == self._pause_frames:
@@ -246,12 +258,15 @@ class Endpointer:
 
     def _begin_candidate(self, frame: bytes, t: float) -> None:
         self._state = State.STARTING
+        self._tail.reset()
+        self._tail.voiced(frame, True)
         self._buf = list(self._pre)
         self._pre.clear()
         self._onset_idx = len(self._buf)
         self._buf.append((t, frame))
         self._onset_t = t
         self._voiced = 1
+        self._loud = 1
         self._gap = 0
         self._paused, self._checked, self._signals = False, False, NO_SIGNALS
         self._last_voiced_idx = self._onset_idx
@@ -266,7 +281,7 @@ class Endpointer:
         audio = b"".join(f for _, f in self._buf)
         now = t + self._frame_s
         events: list[Event] = [SpeechStarted(self._utterance, self._onset_t, now, audio)]
-        if self._voiced == self._confirm_frames:
+        if self._loud == self._confirm_frames:
             events.append(SpeechContinuing(self._utterance, now, self._voiced * self._frame_ms))
         return events
 

@@ -7,8 +7,11 @@ from agent.call.turns.barge_in import Action, BargeIn, BargeInSettings
 def test_without_settings_half_a_second_of_voice_confirms_and_a_pause_lasts_1_2_s():
     b = BargeIn()
     assert b.on_onset(1, 100.0, interruptible_audio=True) is Action.PAUSE
-    assert b.on_continuing(1, 499) is Action.NONE
-    assert b.on_continuing(1, 500) is Action.BREAK
+    assert b.on_short_speech(1, 500) is Action.NONE and b.armed
+    assert b.on_continuing(1, 420) is Action.BREAK  # the worker's confirmation, whatever its voiced_ms
+    b = BargeIn()
+    b.on_onset(1, 100.0, interruptible_audio=True)
+    assert b.on_short_speech(1, 499) is Action.RESUME
     b = BargeIn(None)
     b.on_onset(1, 100.0, interruptible_audio=True)
     assert b.tick(101.1) is Action.NONE and b.tick(101.2) is Action.RESUME

@@ -240,7 +240,7 @@ def test_barge_in_onset_comes_after_160_ms_of_voice_before_confirmation():
 
 
 def test_pause_continuing_and_resumed_mark_the_utterance_as_it_goes():
-    ep = Endpointer(cfg())
+    ep = Endpointer(cfg(barge_in_confirm_ms=500))
     events = run(ep, "1" * 30 + "0" * 12 + "1" * 5 + "0" * 9, hints=True)
     kinds = [(i, type(e).__name__) for i, e in events if not isinstance(e, (SpeechOnset, SpeculativePause))]
     # 500 ms voiced → continuing; 200 ms silence → paused; 240 ms → turn check; voice again → resumed.

@@ -2,8 +2,8 @@
 
 On caller speech onset while interruptible agent audio is queued, the barge-in is *armed* and the reply paused
 (`uuid_fileman … pause`; between two chunks there is no file to pause, and the arming still counts): the
-caller is heard within one event. The interruption is confirmed when the caller's voiced audio reaches the
-confirmation length (the worker's `speech_continuing`) or when the words are more than a backchannel; then the
+caller is heard within one event. The interruption is confirmed when the caller's voice reaches the worker's
+confirmation length (its `speech_continuing`) or when the words are more than a backchannel; then the
 turn is cancelled and the audio flushed (`uuid_break … all`). A burst that never became speech
 (`speech_dropped`), a short pause in a short utterance, a backchannel transcript, or a pause held too long
 with nothing confirmed resumes the same file where it stopped.
@@ -26,7 +26,8 @@ class Action(Enum):
 
 @dataclass(frozen=True)
 class BargeInSettings:
-    confirm_ms: int = 500  # voiced audio that makes an interruption real, whatever was said
+    # A caller who stops (speech_paused/dropped) after less voiced audio than this was not interrupting.
+    confirm_ms: int = 500
     max_pause_s: float = 1.2  # a pause never outlasts this without a confirmation
 
 
@@ -49,9 +50,10 @@ class BargeIn:
         return Action.PAUSE
 
     def on_continuing(self, utterance: int, voiced_ms: float) -> Action:
-        if self.armed and voiced_ms >= self.settings.confirm_ms:
-            return self._break()
-        return Action.NONE
+        """The worker's `speech_continuing` is the confirmation: it counts the caller's voice against its own
+        `worker.vad.barge_in_confirm_ms` on frames of real voice (a backchannel's fading tail left out), which
+        `voiced_ms` (every frame the VAD called speech) cannot be compared with here."""
+        return self._break() if self.armed else Action.NONE
 
     def on_words(self, text: str) -> Action:
         """A partial transcript while armed."""
