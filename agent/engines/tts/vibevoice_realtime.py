@@ -133,7 +133,47 @@ def load_preset(path: Path, device: str, *, allow_pickle: bool) -> Any:
         if not allow_pickle:
             raise UnsafePreset(f"{path.name} needs full unpickling and allow_pickle_presets is false") from None
     log.info("loading voice preset %s with full unpickling (trusted voices_dir)", path.name)
-    return torch.load(path, map_location=device, weights_only=False)
+    preset = torch.load(path, map_location=device, weights_only=False)
+    rebuilt = upgrade_legacy_caches(preset)
+    if rebuilt:
+        log.info("voice preset %s: %d KV caches pickled by transformers 4.x rebuilt for this version",
+                 path.name, rebuilt)
+    return preset
+
+
+def upgrade_legacy_caches(obj: Any) -> int:
+    """Rebuilds, in place, every transformers 4.x `DynamicCache` found in a loaded preset; returns how many.
+
+    Upstream pickles its presets under transformers 4.51, whose DynamicCache state is `_seen_tokens`,
+    `key_cache` and `value_cache` lists. Unpickled under 5.x (layers in `DynamicCache.layers`), the same class
+    gets that old state and no layers: generation from it fails or sees an empty prompt. The object is
+    rebuilt in place, so the model output that holds it (as `cache` or `past_key_values`) needs no change; a
+    cache already in the current format is left as it is.
+    """
+    if isinstance(obj, Mapping):
+        return sum(upgrade_legacy_caches(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(upgrade_legacy_caches(v) for v in obj)
+    state = getattr(obj, "__dict__", None)
+    if not isinstance(state, dict) or "layers" in state or "key_cache" not in state:
+        return 0
+    from transformers.cache_utils import DynamicCache
+
+    if not isinstance(obj, DynamicCache):
+        return 0
+    keys, values = list(state["key_cache"]), list(state["value_cache"])
+    if len(keys) != len(values):
+        raise ValueError(f"legacy KV cache has {len(keys)} key and {len(values)} value layers")
+    # 4.x pads a layer it skipped with an empty tensor; 5.x takes None for "no data in this layer".
+    data = [(k, v) if k.numel() and v.numel() else (None, None) for k, v in zip(keys, values, strict=True)]
+    fresh = DynamicCache(ddp_cache_data=data) if data else DynamicCache()
+    seen = state.get("_seen_tokens")
+    if isinstance(seen, int) and data and seen != fresh.get_seq_length():
+        # 5.x derives the length from the tensors; a mismatch means a cropped or damaged cache.
+        raise ValueError(f"legacy KV cache says {seen} tokens seen but holds {fresh.get_seq_length()}")
+    state.clear()
+    state.update(fresh.__dict__)
+    return 1
 
 
 def split_sentences(text: str) -> list[str]:
