@@ -79,6 +79,7 @@ class Database:
             )
             conn.commit()
             done = {r["name"] for r in conn.execute("SELECT name FROM schema_migrations").fetchall()}
+            conn.commit()  # end the read's transaction, or each one below would only be a savepoint inside it
             for path in sorted(sql_dir.glob("[0-9][0-9][0-9]_*.sql")):
                 if path.name in done:
                     continue
