@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import hmac
 import json
@@ -20,7 +22,7 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from websockets.asyncio.server import ServerConnection
@@ -47,6 +49,7 @@ PING_INTERVAL_S = 20.0
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_GOING_AWAY = 1001
 TOKEN_HEX_CHARS = 32
+TRIM_EVERY_S = 30.0  # at most one heap trim in this time, run when a call ends
 
 
 def fork_token(secret: str, call_id: str) -> str:
@@ -122,6 +125,42 @@ class _QuietLogger(logging.LoggerAdapter):
             super().log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
 
 
+class HeapTrim:
+    """Hands the C heap's free pages back to the system after calls end, at most once every `every_s`.
+
+    Decoders allocate from the ASR threads' malloc arenas; memory freed at a call's end stays in those arenas
+    (RSS) until glibc trims them, so RSS drifts up by the fragments left behind. `malloc_trim` returns them;
+    where it does not exist (not glibc) nothing is done. Pure timing: the caller passes the time.
+    """
+
+    def __init__(self, every_s: float = TRIM_EVERY_S, trim: Callable[[], object] | None = None):
+        self.every_s = every_s
+        self._trim = trim if trim is not None else _malloc_trim()
+        self._last: float | None = None
+        self.trims = 0
+
+    def due(self, now: float) -> bool:
+        """True (and the time noted) when a trim should run now."""
+        if self._trim is None or (self._last is not None and now - self._last < self.every_s):
+            return False
+        self._last = now
+        return True
+
+    def run(self) -> None:
+        assert self._trim is not None
+        self._trim()
+        self.trims += 1
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return lambda: trim(0)
+
+
 class Worker:
     """The server plus what its calls share: the ASR engine, the thread pool it runs in, the counters."""
 
@@ -134,13 +173,15 @@ class Worker:
         self._hotwords_dir = cfg.path(cfg.worker.hotwords_dir)
         self._secret = os.environ.get(cfg.worker.fork_secret_env) if cfg.worker.fork_secret_env else None
         self.over_cap = 0  # forks closed because max_connections were open
+        self.heap = HeapTrim()
         self.idle_closed = 0
         self.bad_tokens = 0
 
     def stats(self) -> dict[str, float]:
         """A snapshot of the counters (safe to call from any thread)."""
         return {**self._stats.as_dict(), "over_cap": self.over_cap, "idle_closed": self.idle_closed,
-                "bad_tokens": self.bad_tokens, "log_suppressed": limited.suppressed_total}
+                "bad_tokens": self.bad_tokens, "log_suppressed": limited.suppressed_total,
+                "heap_trims": self.heap.trims}
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Listens on cfg.worker.listen until cancelled; sets `ready` once listening."""
@@ -186,6 +227,10 @@ class Worker:
         finally:
             idle.cancel()
             stats.active -= 1
+            if self.heap.due(time.monotonic()) and self._executor is not None:
+                # Off the event loop: a trim walks every arena (milliseconds on a large heap).
+                with contextlib.suppress(RuntimeError):  # the pool is shut down: the worker is stopping
+                    self._executor.submit(self.heap.run)
 
     async def _close_when_idle(self, ws: WatchedConnection) -> None:
         """FreeSWITCH sends a frame every 20 ms, silence included: a fork without audio is a dead peer."""
