@@ -13,13 +13,14 @@ from datetime import date
 from typing import Any
 
 from agent.dialog import guardrails, intents
+from agent.dialog.conversation import ConversationBase
 from agent.dialog.crm import CrmAdapter
 from agent.dialog.escalation import EscalationManager, extractive_summary
 from agent.dialog.knowledge import KnowledgeBase
 from agent.dialog.llm import LlmClient, LlmError
 from agent.dialog.llm_guard import LlmGuard
 from agent.dialog.packs import Pack
-from agent.dialog.policy import CallInfo, DialogEvent, Escalate, Say
+from agent.dialog.policy import CallInfo, DialogEvent, Say
 from agent.dialog.scripted import ScriptedConversation, ScriptedPolicy
 from agent.dialog.settings import DialogSettings
 from agent.dialog.state import DialogState
@@ -59,7 +60,7 @@ class LlmPolicy:
         return LlmConversation(self, DialogState(call=call, pack=self.scripted.pack_for(call), clock=self.clock))
 
 
-class LlmConversation:
+class LlmConversation(ConversationBase):
     def __init__(self, policy: LlmPolicy, state: DialogState):
         self.policy = policy
         self.state = state
@@ -71,9 +72,6 @@ class LlmConversation:
         self.fallback = ScriptedConversation(policy.scripted, state, self.escalation)
         self.tools = self.fallback.tools
         self._summary: tuple[int, str] | None = None
-
-    def greeting(self) -> str | None:
-        return self.pack.greeting
 
     def respond(self, text: str, source: str) -> Iterator[DialogEvent]:
         if not text.strip():
@@ -124,19 +122,6 @@ class LlmConversation:
                     msg["content"] = self.state.vault.hold_keypad(digits)
                 return
 
-    def agent_heard(self, said: str, heard: str) -> None:
-        self.state.agent_heard(said, heard)
-
-    def settle_turn(self, turn_id: str, heard: str) -> None:
-        self.state.settle_turn(turn_id, heard)
-
-    def discard_turn(self, turn_id: str) -> None:
-        self.state.discard_turn(turn_id)
-
-    def check_time(self) -> Escalate | None:
-        """The call-length rule, for the call's timer (it fires once per call)."""
-        return self.escalation.check_time(self.state)
-
     def _add_usage(self, prompt: int, completion: int) -> None:
         self._usage[0] += prompt
         self._usage[1] += completion
@@ -169,9 +154,6 @@ class LlmConversation:
         text = vault.masked(" ".join(text.split()))[:300] or vault.masked(extractive_summary(self.state))
         self._summary = (key, text)
         return text
-
-    def close(self) -> None:
-        self.state.pending = None
 
     # --- one LLM turn -----------------------------------------------------------------------------
     def _llm_turn(self, intent: str, spoken: list[Say]) -> Iterator[DialogEvent]:

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from agent.dialog import intents, slots
+from agent.dialog.conversation import ConversationBase
 from agent.dialog.crm import CrmAdapter
 from agent.dialog.escalation import EscalationManager, extractive_summary
 from agent.dialog.knowledge import KnowledgeBase
@@ -108,7 +109,7 @@ class ScriptedPolicy:
         return ScriptedConversation(self, DialogState(call=call, pack=self.pack_for(call), clock=self.clock))
 
 
-class ScriptedConversation:
+class ScriptedConversation(ConversationBase):
     def __init__(self, policy: ScriptedPolicy, state: DialogState,
                  escalation: EscalationManager | None = None):
         self.policy = policy
@@ -123,9 +124,6 @@ class ScriptedConversation:
         self._greeted_in_english = False
 
     # --- Conversation protocol --------------------------------------------------------------------
-    def greeting(self) -> str | None:
-        return self.pack.greeting
-
     def respond(self, text: str, source: str) -> Iterator[DialogEvent]:
         if not text.strip():
             return
@@ -141,24 +139,8 @@ class ScriptedConversation:
             return
         yield from self.answer(text, intent)
 
-    def agent_heard(self, said: str, heard: str) -> None:
-        self.state.agent_heard(said, heard)
-
-    def settle_turn(self, turn_id: str, heard: str) -> None:
-        self.state.settle_turn(turn_id, heard)
-
-    def discard_turn(self, turn_id: str) -> None:
-        self.state.discard_turn(turn_id)
-
-    def check_time(self) -> Escalate | None:
-        """The call-length rule, for the call's timer (it fires once per call)."""
-        return self.escalation.check_time(self.state)
-
     def summary(self) -> str:
         return extractive_summary(self.state)
-
-    def close(self) -> None:
-        self.state.pending = None
 
     # --- one turn (the caller's words are already recorded and checked) ---------------------------
     def answer(self, text: str, intent: str) -> Iterator[DialogEvent]:
