@@ -4,8 +4,8 @@ Flow: connect → myevents + `event plain` → linger → answer → greeting (c
 fork → events. The verbs live in `actions/` (say, listen, transfer, record, hang up) and the turn-taking
 decisions in `turns/` (barge-in, keypad, idle); this class routes events to them and keeps the state. Turns and
 the hand-off run in their own greenlets so the event loop keeps reading PLAYBACK and fork events. A ticker
-enforces every deadline (paused replies, keypad gaps, playback, heartbeats, a silent caller). The socket is
-closed only after CHANNEL_HANGUP_COMPLETE or after `exit` following a transfer (§1.7).
+enforces every deadline (paused replies, keypad gaps, playback, heartbeats; a silent caller and the call length
+in `deadlines.py`). The socket is closed only after CHANNEL_HANGUP_COMPLETE or after `exit` following a transfer.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from agent.call.actions.record_audio import Recorder
 from agent.call.actions.say import Voice
 from agent.call.actions.transfer import HandOff, HumanQueue, transfer_to_human
 from agent.call.channel import ChannelInfo
+from agent.call.deadlines import CallDeadlines
 from agent.call.fork_events import ForkEvents
 from agent.call.record import CallRecord
 from agent.call.threads import call_in_thread
@@ -89,8 +90,8 @@ class CallSession:
         self.idle = IdlePolicy(self.cfg.no_input_timeout_s, self.cfg.no_input_prompts)
         self.liveness = ForkLiveness(self.cfg.fork_heartbeat_timeout_s)
         self.fork = ForkEvents(self)
+        self.deadlines: CallDeadlines | None = None
         self._dtmf_window = (0.0, 0)  # (second, events recorded in it)
-        self._time_checked_at = 0.0
 
     @property
     def uuid(self) -> str:
@@ -146,6 +147,10 @@ class CallSession:
             self.recorder = Recorder(self.conn, channel.uuid, self.record, self.deps.cfg.path(cfg.recording_dir))
             self.recorder.start()
         self._start_fork()
+        self.deadlines = CallDeadlines(
+            self.conn, channel.uuid, self.voice, self.record, self.idle, cfg.no_input_action, cfg.goodbye,
+            escalate=self.escalate, spawn=self.group.spawn, ending=lambda: setattr(self, "state", "ending"),
+            stop_media=self._stop_ai_media, check_time=getattr(self.conv, "check_time", None))
         self.idle.activity(self.clock())
         self.group.spawn(self._ticker)
         return True
@@ -333,43 +338,9 @@ class CallSession:
             if entry is not None:
                 self._keypad_entry(entry)
             self.fork.tick(now, started)
-            self._idle_tick(now)
-            self._time_limit_tick(now)
-
-    def _idle_tick(self, now: float) -> None:
-        busy = (self.voice.playout.speaking or self.keypad.typing or self.fork.caller_speaking
-                or (self.turn is not None and not self.turn.done))
-        if busy:
-            self.idle.busy(now)
-            return
-        decision = self.idle.tick(now)
-        if decision is None:
-            return
-        self.record.event("no_input", prompts_used=self.idle.used, give_up=decision.give_up)
-        if decision.prompt is not None:
-            self.voice.say_prompt(decision.prompt)
-        elif self.cfg.no_input_action == "hangup":
-            self.group.spawn(self._goodbye)
-        else:
-            self.escalate("no_input")
-
-    def _time_limit_tick(self, now: float) -> None:
-        """The call-length rule runs on a timer, not only when the caller speaks (checked once a second)."""
-        check = getattr(self.conv, "check_time", None)
-        if check is None or now - self._time_checked_at < 1.0:
-            return
-        self._time_checked_at = now
-        outcome = check()
-        if outcome is not None:
-            self.escalate(outcome.reason, outcome.summary, outcome.priority)
-
-    def _goodbye(self) -> None:
-        """Ends the call politely: the goodbye plays to the end, then the agent hangs up."""
-        self.state = "ending"
-        handle = self.voice.say_prompt(self.cfg.goodbye, interruptible=False)
-        self.voice.wait_finished(handle, self.voice.remaining_s(handle) + 3.0)
-        self._stop_ai_media()
-        hang_up(self.conn, self.uuid)
+            busy = (self.voice.playout.speaking or self.keypad.typing or self.fork.caller_speaking
+                    or (self.turn is not None and not self.turn.done))
+            self.deadlines.tick(now, busy=busy)
 
     # escalation and hangup ----------------------------------------------------------------------------
 
