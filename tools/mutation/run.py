@@ -85,6 +85,16 @@ MODULES: tuple[Module, ...] = (
     Module("agent/media/resample.py", ("tests/media/test_resample.py", "tests/media/test_resample_mutants.py")),
     Module("agent/worker/stream.py", ("tests/worker/test_stream_mutants.py",)),
     Module("agent/worker/ratelimit.py", ("tests/worker/test_ratelimit_mutants.py",)),
+    Module("agent/worker/server.py",
+           ("tests/worker/test_server_mutants.py", "tests/worker/test_server_run_mutants.py",
+            "tests/worker/test_worker_limits.py", "tests/worker/test_worker_idle.py",
+            "tests/worker/test_worker_server.py"),  # loopback, fake ASR
+           deselect=("tests/worker/test_worker_limits.py::test_utterances_waiting_for_a_slow_asr_are_bounded",)),
+    Module("agent/media/echo.py", ("tests/media/test_echo.py", "tests/media/test_echo_mutants.py")),
+    Module("agent/media/smart_turn.py", ("tests/media/test_smart_turn.py", "tests/media/test_smart_turn_mutants.py")),
+    Module("agent/media/korean_endings.py",
+           ("tests/media/test_turn_end.py", "tests/media/test_korean_endings_mutants.py")),
+    Module("agent/media/turn_end.py", ("tests/media/test_turn_end.py", "tests/media/test_turn_end_mutants.py")),
 )
 
 
