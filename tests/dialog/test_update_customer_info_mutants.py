@@ -103,3 +103,10 @@ def test_refusals_before_any_lookup(db: Database) -> None:
     assert (result.data, result.say) == ({"error": "blocked"}, "죄송하지만 그 요청은 처리해 드릴 수 없어요.")
     result = update_customer_info.run(ctx_for(None), {"field": "email", "new_value": OLD_EMAIL})
     assert (result.data, result.say) == ({"error": "crm_unavailable"}, NO_CRM)
+
+
+def test_spacing_and_punctuation_may_differ_from_what_the_caller_said(db: Database) -> None:
+    ctx = ctx_for(EmbeddedCrm(db), caller="01012345678")
+    ctx.state.add_caller("주소는 서울특별시 중구,  세종대로 110-1 이에요")
+    result = update_customer_info.run(ctx, {"field": "address", "new_value": "서울특별시 중구 세종대로 1101"})
+    assert result.ok and _customer(db)["address"] == "서울특별시 중구 세종대로 1101"
