@@ -77,7 +77,7 @@ MODULES: tuple[Module, ...] = (
     Module("agent/store/kb.py", ("tests/dialog/test_knowledge.py", "tests/store/test_kb_mutants.py"), database=True),
     *(Module(f"agent/dialog/tools/{tool}.py",
              ("tests/dialog/test_tools.py", "tests/dialog/test_check_delivery_mutants.py",
-              f"tests/dialog/test_{tool}_mutants.py"), database=True)
+              "tests/dialog/test_delivery_status_mutants.py", f"tests/dialog/test_{tool}_mutants.py"), database=True)
       for tool in ("base", "check_delivery", "escalate_to_human", "lookup_account", "lookup_order",
                    "process_return", "search_faq", "update_customer_info", "verify_identity")),
     Module("agent/media/fork_protocol.py",
