@@ -101,6 +101,14 @@ class LiveDecoder:
         self._utterance = 0
         self._pending, self._pending_bytes = [], 0
 
+    def close(self) -> None:
+        """The call is over: drops the jobs not yet run. Under load the chain can be seconds of audio behind;
+        left alone it would go on decoding (and holding the decoder and the audio) for a caller who hung up."""
+        self.abandon()
+        if self._tail is not None:
+            self._tail.cancel()  # each job awaits the previous through gather: the whole chain is cancelled
+            self._tail = None
+
     def _flush(self) -> None:
         if self._pending:
             pcm = np.frombuffer(b"".join(self._pending), dtype="<i2")

@@ -148,6 +148,8 @@ class CallSession:
             # The caller is gone: results still pending have nowhere to go.
             if self._partials is not None:
                 self._partials.close()
+            if self._live is not None:
+                self._live.close()
             asr_task.cancel()
             beat_task.cancel()
             await asyncio.gather(asr_task, beat_task, return_exceptions=True)
