@@ -32,8 +32,10 @@ class TickingStore(FakeStore):
         super().__init__()
         self.clock = clock
 
+    step = 0.005
+
     def submit(self, op: str, **fields: Any) -> None:
-        self.clock.t += 0.005
+        self.clock.t += self.step
         super().submit(op, **fields)
 
 
@@ -55,7 +57,7 @@ class Conv:
     """A dialog that yields the events it is given; each step takes `step_s` of the clock, in the pool thread."""
 
     def __init__(self, clock: Clock, events: list[Any], *, step_s: float = 0.4, usage: Any = None,
-                 settle: bool = True) -> None:
+                 settle: bool = True, discard: bool = True) -> None:
         self.clock, self.events, self.step_s, self.usage = clock, events, step_s, usage
         self.asked: list[tuple[str, str]] = []
         self.scopes: list[str | None] = []
@@ -67,7 +69,9 @@ class Conv:
         self.gate_at = 0  # the step that waits for the gate
         if settle:
             self.settle_turn = lambda turn_id, heard: self.settled.append((turn_id, heard))
-        self.discard_turn = self.discarded.append
+        if discard:
+            self.discard_turn = self.discarded.append
+        self.closed_scope: str | None = None
         if usage is not None:
             self.take_usage = lambda: self.usage
 
@@ -88,6 +92,7 @@ class Conv:
                 yield event
         finally:
             self.closed = True
+            self.closed_scope = current_turn()
 
 
 @dataclass
@@ -101,17 +106,24 @@ class Spoken:
 class Speaker:
     """TTS: one or more chunks per sentence, each taking `chunk_s` of the clock."""
 
-    def __init__(self, clock: Clock, *, chunk_s: float = 0.2, parts: int = 1) -> None:
-        self.clock, self.chunk_s, self.parts = clock, chunk_s, parts
+    def __init__(self, clock: Clock, *, chunk_s: float = 0.2, parts: int = 1, text_each: bool = False) -> None:
+        self.clock, self.chunk_s, self.parts, self.text_each = clock, chunk_s, parts, text_each
         self.asked: list[tuple[str, str, str, int]] = []
+        self.closed = 0
+        self.gate: threading.Event | None = None
 
     def speak(self, call_id: str, utt_id: str, text: str, rate: int) -> Iterator[Spoken]:
         self.asked.append((call_id, utt_id, text, rate))
-        for i in range(self.parts):
-            self.clock.t += self.chunk_s
-            last = i == self.parts - 1
-            yield Spoken(text if last else "", Path(f"/spool/{utt_id}-{i}.wav"), 1.0,
-                         tts_text=f"<{text}>" if last else "")
+        try:
+            for i in range(self.parts):
+                if self.gate is not None:
+                    self.gate.wait(10)
+                self.clock.t += self.chunk_s
+                last = i == self.parts - 1
+                yield Spoken(text if last or self.text_each else "", Path(f"/spool/{utt_id}-{i}.wav"), 1.0,
+                             tts_text=f"<{text}>" if last else "")
+        finally:
+            self.closed += 1
 
 
 class Call:
@@ -125,8 +137,10 @@ class Call:
         self.voice = SpyVoice(self.conn, UUID, 8000, FakePrompts(tmp_path, 1.0), self.record,  # type: ignore[arg-type]
                               clock=self.clock)
         self.voice.waits = []
-        self.conv = Conv(self.clock, events, **{k: v for k, v in kw.items() if k in ("step_s", "usage", "settle")})
-        self.speaker = Speaker(self.clock, **{k: v for k, v in kw.items() if k in ("chunk_s", "parts")})
+        self.conv = Conv(self.clock, events,
+                         **{k: v for k, v in kw.items() if k in ("step_s", "usage", "settle", "discard")})
+        self.speaker = Speaker(self.clock, **{k: v for k, v in kw.items() if k in ("chunk_s", "parts", "text_each")})
+        self.store.step = kw.get("store_step", 0.005)
         self.steps: list[Any] = []
         self.stats = SimpleNamespace(turns=[])
         self.stats.record_turn = lambda overhead, first: self.stats.turns.append((overhead, first))
@@ -135,7 +149,7 @@ class Call:
             record=self.record, rate=16000, escalate=lambda *a, **k: self.steps.append(("escalate", a, k)),
             hang_up=lambda: self.steps.append(("hang_up",)), turn_timeout_s=kw.get("turn_timeout_s", 8.0),
             filler_after_s=kw.get("filler_after_s", 60.0), slow_fillers=("잠시만요.", "조금만요."),
-            stats=self.stats, clock=self.clock)
+            stats=None if kw.get("no_stats") else self.stats, clock=self.clock)
 
     def turn(self, data: dict[str, Any] | None = None, held: bool = False) -> Turn:
         data = data if data is not None else {"text": " 배송 조회요 ", "utterance": 4, "source": "asr",
@@ -371,10 +385,13 @@ def test_a_held_reply_is_queued_only_when_released(tmp_path, monkeypatch):
     _until(lambda: call.conv.closed)
     gevent.sleep(0.01)
     assert call.conn.playbacks() == [] and call.store.turns() == [] and not turn.done
+    assert turn.handle.synthesis_done  # all written: only the end of turn is awaited
     call.clock.t += 0.25
     turn.release({"text": "배송 조회.", "utterance": 3, "eos_wait_ms": 260, "engine": "vosk"})
     g.join(5)
     assert turn.done and len(call.conn.playbacks()) == 1  # the filler stays unsaid: the reply is ready
+    assert call.conn.playbacks()[0].endswith(f"/spool/{turn.handle.utt_id}-1-0.wav")
+    assert [c.group for c in turn.handle.chunks] == [1000] and turn.greenlet is g
     (caller,) = call.caller_turns()
     assert caller["text"] == "배송 조회" and caller["detail"]["preemptive"] is True and caller["eos_wait_ms"] == 260
     (agent,) = call.agent_turns()
@@ -421,3 +438,104 @@ def test_a_turn_without_an_utterance_number_has_none(tmp_path, monkeypatch):
     call = Call(tmp_path, monkeypatch, [])
     assert call.turn({"text": "1234", "source": "dtmf", "utterance": "7"}).utterance is None
     assert call.turn({"text": "1234", "utterance": 7}).utterance == 7
+
+
+def test_a_turn_without_a_source_is_speech_and_its_timings_are_kept_to_two_decimals(tmp_path, monkeypatch):
+    call = Call(tmp_path, monkeypatch, [ToolUsed("search", True, 1.0), Say("네")], step_s=0.4001234,
+                store_step=0.0050123)
+    turn = call.turn({"text": "배송", "utterance": 1, "asr_wait_ms": 120})
+    turn.run()
+    assert call.conv.asked == [("배송", "asr")]
+    (caller,) = call.caller_turns()
+    assert caller["source"] == "asr" and caller["detail"] == {"utterance": 1, "asr_wait_ms": 120}
+    assert caller["started_at"]
+    (agent,) = call.agent_turns()
+    # two dialog steps (800.25 ms) and the TTS (200 ms) are the engines'; the caller's row is the controller's
+    assert agent["dialog_ms"] == pytest.approx(805.26, abs=1e-9)
+    assert agent["detail"]["overhead_ms"] == pytest.approx(5.01, abs=1e-9)
+    assert agent["started_at"] and agent["ended_at"]
+
+
+def test_without_stats_the_turn_is_still_recorded(tmp_path, monkeypatch):
+    call = Call(tmp_path, monkeypatch, [Say("네")], no_stats=True)
+    call.turn().run()
+    assert len(call.agent_turns()) == 1 and call.stats.turns == []
+
+
+def test_each_spoken_piece_with_text_is_its_own_group(tmp_path, monkeypatch):
+    call = Call(tmp_path, monkeypatch, [Say("하나. 둘. 셋.")], parts=3, text_each=True)
+    turn = call.turn()
+    turn.run()
+    assert [c.group for c in turn.handle.chunks] == [1000, 1001, 1002]
+
+
+def test_a_cancel_mid_dialog_closes_it_inside_the_turn_scope(tmp_path, monkeypatch):
+    call = Call(tmp_path, monkeypatch, [Say("하나"), Say("둘")])
+    turn = call.turn()
+    orig = call.voice.queue
+
+    def queue_and_cancel(handle, *a, **k):
+        orig(handle, *a, **k)
+        turn.cancel()
+    call.voice.queue = queue_and_cancel  # type: ignore[method-assign]
+    turn.run()
+    assert call.conv.closed and call.conv.closed_scope == turn.turn_id
+
+
+def test_a_cancel_during_tts_closes_the_engines_stream(tmp_path, monkeypatch):
+    call = Call(tmp_path, monkeypatch, [Say("길게")], parts=3)
+    turn = call.turn()
+    orig = call.voice.queue
+
+    def queue_and_cancel(handle, *a, **k):
+        orig(handle, *a, **k)
+        turn.cancel()
+    call.voice.queue = queue_and_cancel  # type: ignore[method-assign]
+    turn.run()
+    assert call.speaker.closed == 1 and len(call.conn.playbacks()) == 1
+
+
+def test_a_discarded_held_reply_neither_hangs_up_nor_needs_the_dialogs_discard(tmp_path, monkeypatch):
+    call = Call(tmp_path, monkeypatch, [Say("안녕히 계세요"), EndCall()], discard=False)
+    turn = call.turn({"text": "끊을게요", "utterance": 3}, held=True)
+    g = gevent.spawn(turn.run)
+    _until(lambda: call.conv.closed)
+    turn.discard()
+    g.join(5)
+    assert call.steps == [] and call.conn.playbacks() == [] and call.store.turns() == []
+
+
+def test_a_held_reply_released_with_nothing_written_says_no_filler(tmp_path, monkeypatch):
+    call = Call(tmp_path, monkeypatch, [Say("네")])
+    call.conv.gate = threading.Event()
+    turn = call.turn({"text": "배송", "utterance": 3}, held=True)
+    g = gevent.spawn(turn.run)
+    gevent.sleep(0.01)
+    turn.release({"text": "배송", "utterance": 3})
+    assert [t for t in call.agent_turns() if t["source"] == "filler"] == []
+    call.conv.gate.set()
+    g.join(5)
+    assert len(call.conn.playbacks()) == 1
+
+
+def test_a_slow_tts_gets_a_filler_that_says_so(tmp_path, monkeypatch):
+    call = Call(tmp_path, monkeypatch, [Say("네")], filler_after_s=0.5)
+    call.speaker.gate = threading.Event()
+    g = gevent.spawn(call.turn().run)
+    _until(lambda: call.store.events("slow_step_filler"))
+    call.speaker.gate.set()
+    g.join(5)
+    assert call.store.events("slow_step_filler")[0]["detail"] == {"waited_ms": 500, "step": "tts"}
+
+
+def test_a_cancelled_turn_gets_no_slow_filler(tmp_path, monkeypatch):
+    call = Call(tmp_path, monkeypatch, [Say("네")], filler_after_s=0.01)
+    call.conv.gate = threading.Event()
+    turn = call.turn()
+    g = gevent.spawn(turn.run)
+    gevent.sleep(0)
+    turn.cancel()
+    gevent.sleep(0.1)
+    assert call.store.events("slow_step_filler") == []
+    call.conv.gate.set()
+    g.join(5)
