@@ -46,7 +46,7 @@ def test_the_mel_filters_and_window_equal_the_reference():
 
 
 def test_the_mel_scale_conversions_are_the_slaney_ones():
-    hz = np.array([0.0, 500.0, 999.0, 1000.0, 2000.0, 8000.0])
+    hz = np.array([0.0, 500.0, 999.0, 1000.0, 1000.5, 2000.0, 8000.0])
     np.testing.assert_allclose(smart_turn._hz_to_mel(hz.copy()), reference._hertz_to_mel_slaney(hz))
     mels = np.array([0.0, 7.5, 14.9, 15.0, 25.0, 40.0])
     np.testing.assert_allclose(smart_turn._mel_to_hz(mels.copy()), reference._mel_to_hertz_slaney(mels))
@@ -65,9 +65,10 @@ def test_the_window_is_the_last_8_s_at_16k_scaled_to_plus_minus_one():
 # --- finding and loading the model ------------------------------------------------------------------------
 
 def test_the_model_is_found_inside_the_installed_wheel():
-    path = smart_turn.default_model_path()
-    if path is None:
+    if importlib.util.find_spec("pipecat") is None:
         pytest.skip("pipecat-ai (which ships smart-turn-v3.2-cpu.onnx) is not installed")
+    path = smart_turn.default_model_path()
+    assert path is not None
     assert path.is_file() and path.name == "smart-turn-v3.2-cpu.onnx"
     assert path.parent == Path(importlib.util.find_spec("pipecat").origin).parent / "audio/turn/smart_turn/data"
 
@@ -127,5 +128,16 @@ def test_the_score_is_the_model_s_probability_for_the_reference_features(model):
                                  abs=1e-4)
 
 
-def test_every_call_shares_one_model(model):
+def test_every_call_shares_one_model(model, monkeypatch):
     assert smart_turn.shared() is model and model.path == smart_turn.default_model_path()
+    monkeypatch.setattr(smart_turn, "_shared", None)  # as in a fresh worker process
+    first = smart_turn.shared()
+    assert isinstance(first, smart_turn.SmartTurn) and smart_turn.shared() is first
+
+
+def test_a_model_loaded_on_its_own_scores_as_the_shared_one(model):
+    # Built here rather than taken from the process-wide one, so its own loading (session options, provider) runs.
+    own = smart_turn.SmartTurn(smart_turn.default_model_path())
+    assert own.path == model.path
+    pcm = _synthetic(2.0, seed=11)
+    assert own.score(pcm, 16000) == pytest.approx(model.score(pcm, 16000), abs=1e-5)

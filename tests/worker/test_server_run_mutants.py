@@ -247,11 +247,16 @@ def test_the_start_is_logged_and_an_unset_secret_is_warned_about(tmp_path, caplo
 
 def test_a_thread_that_does_not_stop_in_time_is_reported(tmp_path, caplog):
     t = WorkerThread(make_cfg(tmp_path), FakeAsr()).start()
+    release = threading.Event()
+    assert t._loop is not None
+    t._loop.call_soon_threadsafe(release.wait)  # the worker's loop is stuck until the test lets it go
     with caplog.at_level(logging.INFO, logger=LOG):
         t.stop(timeout_s=0.0)
     assert (logging.WARNING, "worker thread did not stop within 0 s") in lines(caplog)
+    release.set()
     assert t._thread is not None
     t._thread.join(10)
+    assert not t._thread.is_alive()
 
 
 # --- serve -----------------------------------------------------------------------------------------------

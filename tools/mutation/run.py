@@ -95,6 +95,8 @@ MODULES: tuple[Module, ...] = (
     Module("agent/media/korean_endings.py",
            ("tests/media/test_turn_end.py", "tests/media/test_korean_endings_mutants.py")),
     Module("agent/media/turn_end.py", ("tests/media/test_turn_end.py", "tests/media/test_turn_end_mutants.py")),
+    Module("agent/media/vad.py",
+           ("tests/media/test_vad.py", "tests/media/test_speech_tail.py", "tests/media/test_vad_mutants.py")),
 )
 
 
