@@ -3,6 +3,9 @@
 Starts the worker as a child process with the configured ASR engine (Vosk by default) and measures its RSS:
 after start (the model loaded once), after each round of calls (real speech, decoded), under a 1 MiB-frame
 flood, and with 1,000 idle connections open. Prints one JSON object (docs/reliability.md holds the numbers).
+
+`--minutes N` is the worker soak instead: rounds of ROUND calls back to back for N minutes, RSS sampled every
+30 s, and the verdict of agent.ops.bench.soak (slope over the last half, max).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from agent.config import load_config
 from agent.media.resample import resample
 from agent.ops.bench import calls as c
+from agent.ops.bench import soak
 from agent.ops.bench.stack import Child
 
 RATE = 16000
@@ -84,7 +88,38 @@ async def _flood(port: int, seconds: float) -> dict[str, int]:
     return {"frames_sent": sent, "closed": closed}
 
 
-def run(config: Path | None, calls: int) -> dict[str, Any]:
+def soak_rounds(port: int, proc: psutil.Process, pcm: bytes, minutes: float,
+                sample_s: float = soak.SAMPLE_S) -> dict[str, Any]:
+    """Rounds of ROUND real-time calls until `minutes` are up; RSS every `sample_s` seconds, from this loop."""
+    samples: list[tuple[float, float]] = []
+    served = placed = 0
+
+    async def main() -> None:
+        nonlocal served, placed
+        origin = time.monotonic()
+        deadline = origin + minutes * 60
+
+        async def sample() -> None:
+            while True:
+                samples.append((round(time.monotonic() - origin, 1), _mib(proc)))
+                await asyncio.sleep(sample_s)
+
+        sampler = asyncio.create_task(sample())
+        while time.monotonic() < deadline:
+            done = await asyncio.gather(*(_call(port, placed + k, pcm) for k in range(ROUND)))
+            placed += ROUND
+            served += sum(done)
+        sampler.cancel()
+        samples.append((round(time.monotonic() - origin, 1), _mib(proc)))
+
+    asyncio.run(main())
+    duration = samples[-1][0]
+    return {"minutes": round(duration / 60, 1), "calls": placed, "transcripts": served,
+            "rss": soak.memory_verdict(samples, duration_s=duration, window_min=min(20.0, round(duration / 60, 1))),
+            "samples": samples}
+
+
+def run(config: Path | None, calls: int, minutes: float | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="callagent-workermem-"))
     cfg = load_config(config)
     doc = {"log_level": "WARNING", "worker": {"listen": "127.0.0.1:9", "asr": {"engine": cfg.worker.asr_engine}},
@@ -100,6 +135,9 @@ def run(config: Path | None, calls: int) -> dict[str, Any]:
         port = int(worker.wait_ready()["port"])
         proc = worker.proc
         out["rss_mib_started"] = _mib(proc)
+        if minutes:
+            out.update(soak=soak_rounds(port, proc, pcm, minutes))
+            return out
         rounds, answered = [], 0
         for r in range(0, calls, ROUND):
             async def one_round(base: int = r) -> list[bool]:
@@ -133,7 +171,7 @@ def run(config: Path | None, calls: int) -> dict[str, Any]:
         for s in held:
             s.close()
     finally:
-        worker.stop()
+        out["worker_stats"] = worker.stop().get("stats")  # heap trims, timeouts: what the numbers went with
     return out
 
 
@@ -141,8 +179,9 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m agent.ops.bench.workermem")
     p.add_argument("--config", default=None)
     p.add_argument("--calls", type=int, default=50)
+    p.add_argument("--minutes", type=float, default=None, help="a soak: calls for this long, RSS every 30 s")
     args = p.parse_args()
-    print(json.dumps(run(Path(args.config) if args.config else None, args.calls), indent=1))
+    print(json.dumps(run(Path(args.config) if args.config else None, args.calls, args.minutes), indent=1))
 
 
 if __name__ == "__main__":
