@@ -192,3 +192,40 @@ def test_old_finished_handles_are_forgotten_but_waits_on_them_return(v):
     assert handles[0].utt_id not in v.playout.handles
     assert v.wait_finished(handles[0], 0.01) is True  # nothing left to wait on
     assert set(v._finished) <= set(v.playout.handles)
+
+
+def test_a_new_handle_is_an_interruptible_reply_by_default(v):
+    h = v.new_handle()
+    assert h.kind == "reply" and h.interruptible and h.utt_id.startswith("r")
+
+
+def test_queued_chunks_keep_their_text_and_file(v):
+    h = v.new_handle()
+    v.queue(h, "하나", "/spool/a.wav", 1.0)
+    p = v.say_prompt("여보세요?")
+    assert (h.chunks[0].text, h.chunks[0].path) == ("하나", "/spool/a.wav")
+    assert p.chunks[0].text == "여보세요?" and p.text == "여보세요?" and p.chunks[0].path.endswith(".wav")
+    assert v.test_store.turns()[0]["started_at"]
+
+
+def test_stops_and_failures_are_stamped_with_the_calls_clock(v):
+    h = v.new_handle()
+    v.queue(h, "하나", "/spool/a.wav", 1.0)
+    v.queue(h, "둘", "/spool/b.wav", 1.0)
+    _playback(v, "PLAYBACK_START", h.utt_id, "0")
+    v.test_clock.t = 50.75
+    _playback(v, "PLAYBACK_STOP", h.utt_id, "0", "done")
+    v.test_clock.t = 51.0
+    _complete(v, f"{UUID}-{h.utt_id}-1", "FILE NOT FOUND")
+    assert h.chunks[0].stopped_at == 50.75 and h.chunks[1].stopped_at == 51.0
+
+
+def test_a_refused_break_or_resume_is_no_error(v):
+    v.conn.api_replies.update({"uuid_break": "-ERR No such channel!\n", "uuid_fileman": "+OK\n"})
+    h = v.new_handle()
+    v.queue(h, "하나", "/spool/a.wav", 1.0)
+    v.pause()
+    v.conn.api_replies["uuid_fileman"] = "-ERR No file handle!\n"
+    v.resume()
+    v.break_all()
+    assert v.conn.apis()[-2:] == [f"uuid_fileman {UUID} pause", f"uuid_break {UUID} all"] and h.interrupted
