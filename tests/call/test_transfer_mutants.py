@@ -163,3 +163,53 @@ def test_a_caller_who_leaves_while_the_summary_is_written_ends_it_quietly(tmp_pa
 
 def test_the_queue_target_is_what_the_transfer_names():
     assert QUEUE.target == "human XML ai_escalation"
+
+
+# what an operator reads when a step fails: the call, the step, the error ------------------------------------
+
+
+def _logged(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "agent.call.actions.transfer"]
+
+
+@pytest.mark.parametrize("step", ["record", "stop listening", "flush", "setvar escalation_reason",
+                                  "setvar ai_summary", "notice", "record end"])
+def test_each_failing_step_is_logged_with_the_call_and_the_error(tmp_path, caplog, step):
+    call = Call(tmp_path)
+    boom = RuntimeError("boom")
+
+    def fail(*a, **k):
+        raise boom
+    if step == "record":
+        call.record.event = fail  # type: ignore[method-assign]
+    elif step == "stop listening":
+        call.handoff.before_transfer = fail
+    elif step == "flush":
+        call.conn.fail["uuid_break"] = boom
+    elif step.startswith("setvar"):
+        call.conn.fail[f"uuid_setvar {UUID} {step.split()[1]} "] = boom
+    elif step == "notice":
+        call.conn.fail["sendmsg playback"] = boom
+    else:
+        call.record.end = fail  # type: ignore[method-assign]
+    caplog.set_level("INFO", logger="agent.call.actions.transfer")
+    assert call.run() == "transferred"
+    assert _logged(caplog) == [f"call {UUID}: hand-off step '{step}' failed: boom"]
+
+
+def test_a_failed_summary_is_logged_by_its_kind(tmp_path, caplog):
+    call = Call(tmp_path, summary=KeyError("model"))
+    caplog.set_level("INFO", logger="agent.call.actions.transfer")
+    call.run()
+    assert _logged(caplog) == [f"call {UUID}: summary failed (KeyError); transferring without it"]
+
+
+def test_a_caller_who_left_and_a_refused_transfer_are_logged(tmp_path, caplog):
+    caplog.set_level("INFO", logger="agent.call.actions.transfer")
+    Call(tmp_path, fail={"uuid_transfer": CallGone("eof")}).run()
+    assert _logged(caplog) == [f"call {UUID}: caller left during the hand-off"]
+    caplog.clear()
+    Call(tmp_path, api_replies={"uuid_transfer": "-ERR no route\n"}).run()
+    (line,) = _logged(caplog)
+    assert line.startswith(f"call {UUID}: transfer failed (") and "-ERR no route" in line
+    assert line.endswith("); leaving the call to the dialplan fallback")
