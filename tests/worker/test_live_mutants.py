@@ -1,0 +1,237 @@
+"""Live decoding while the caller speaks, with a scripted decoder and a pool that runs each job at once: which
+audio reaches the decoder and in what batches, the partial read at a pause (after a pad of silence), word times
+with the pads taken out, and what a failed or abandoned decoder gives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import Executor, Future
+
+import numpy as np
+import pytest
+
+from agent.engines.asr.base import AsrContext, AsrResult, AsrSegment
+from agent.engines.errors import EngineError
+from agent.worker.live import LiveDecoder, partial_shift
+
+RATE = 8000
+BATCH = 3200  # 200 ms at 8 kHz
+CONTEXT = AsrContext(hotwords=("반품",), call_id="call-5")
+
+
+class Inline(Executor):
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side, as a pool would
+            future.set_exception(exc)
+        return future
+
+
+class Decoder:
+    def __init__(self, segments: tuple[AsrSegment, ...] = ()):
+        self.accepted: list[np.ndarray] = []
+        self.segments = segments
+
+    def accept(self, pcm: np.ndarray) -> None:
+        self.accepted.append(pcm.copy())
+
+    def partial(self) -> str:
+        return f"partial after {sum(len(a) for a in self.accepted)} samples"
+
+    def result(self) -> AsrResult:
+        return AsrResult("배송 조회", "live-fake", self.segments)
+
+
+class Engine:
+    name = "live-fake"
+
+    def __init__(self, *, checkpoints: bool = False, fail_open: bool = False, segments=()):  # type: ignore[no-untyped-def]
+        self.live_checkpoints = checkpoints
+        self.fail_open = fail_open
+        self.segments = segments
+        self.opened: list[tuple[int, AsrContext]] = []
+        self.decoders: list[Decoder] = []
+
+    def open_utterance(self, rate: int, context: AsrContext) -> Decoder:
+        self.opened.append((rate, context))
+        if self.fail_open:
+            raise EngineError(self.name, "no model")
+        self.decoders.append(Decoder(self.segments))
+        return self.decoders[-1]
+
+
+def samples(n: int, start: int = 0) -> bytes:
+    return np.arange(start, start + n, dtype="<i2").tobytes()
+
+
+def live(engine: Engine) -> LiveDecoder:
+    return LiveDecoder(engine, RATE, CONTEXT, Inline())
+
+
+def test_only_engines_that_open_utterances_decode_live():
+    assert LiveDecoder.supported(Engine()) and not LiveDecoder.supported(object())
+    assert not LiveDecoder.supported(type("E", (), {"open_utterance": 1})())
+
+
+def test_the_decoder_gets_the_confirmed_audio_then_200_ms_batches_and_the_rest_at_the_end():
+    engine = Engine()
+
+    async def main() -> AsrResult:
+        d = live(engine)
+        d.feed(samples(100))  # before any utterance: not kept
+        d.begin(1, samples(1000))  # the audio up to the confirmation: under one batch
+        d.feed(samples(599, 1000))
+        d.feed(samples(1, 1599))  # 1,600 samples: one batch
+        d.feed(samples(300, 1600))
+        future = d.end(1)
+        assert future is not None
+        return await future
+
+    result = asyncio.run(main())
+    assert engine.opened == [(RATE, CONTEXT)]
+    sizes = [len(a) for a in engine.decoders[0].accepted]
+    assert sizes == [1600, 300]
+    assert np.array_equal(np.concatenate(engine.decoders[0].accepted), np.arange(1900, dtype=np.int16))
+    assert result == AsrResult("배송 조회", "live-fake", ())
+
+
+def test_another_utterance_or_none_has_no_live_result():
+    async def main() -> tuple[object, object, object]:
+        d = live(Engine())
+        before = d.end(1)
+        d.begin(2, b"")
+        return before, d.end(1), d.partial(1)
+
+    assert asyncio.run(main()) == (None, None, None)
+
+
+def test_the_partial_at_a_pause_is_read_after_a_pad_of_silence():
+    engine = Engine()
+
+    async def main() -> str:
+        d = live(engine)
+        d.begin(1, samples(1000))
+        future = d.partial(1)
+        assert future is not None
+        return await future
+
+    text = asyncio.run(main())
+    pad = engine.decoders[0].accepted[-1]
+    assert len(pad) == int(0.25 * RATE) and not pad.any()
+    assert text == f"partial after {1000 + len(pad)} samples"
+
+
+def test_without_a_pad_only_the_audio_is_read():
+    engine = Engine()
+
+    async def main() -> str:
+        d = live(engine)
+        d.begin(1, samples(1000))
+        return await d.partial(1, pad_s=0)  # type: ignore[misc]
+
+    assert asyncio.run(main()) == "partial after 1000 samples"
+    assert [len(a) for a in engine.decoders[0].accepted] == [1000]
+
+
+def test_word_times_after_a_pad_are_moved_back_by_it():
+    segments = (AsrSegment("배송", 0.2, 0.9), AsrSegment("조회", 1.3, 1.6))
+    engine = Engine(segments=segments)
+
+    async def main() -> AsrResult:
+        d = live(engine)
+        d.begin(1, samples(8000))  # 1 s of audio, then a pause: 0.25 s of pad at decoder second 1.0
+        await d.partial(1)  # type: ignore[misc]
+        d.feed(samples(4000))
+        return await d.end(1)  # type: ignore[misc]
+
+    result = asyncio.run(main())
+    assert [(s.text, round(s.start, 6), round(s.end, 6)) for s in result.segments] == [
+        ("배송", 0.2, 0.9), ("조회", 1.05, 1.35)]
+
+
+def test_partial_shift_takes_each_pad_out_and_maps_a_time_inside_a_pad_to_its_start():
+    shift = partial_shift(((1.0, 0.25), (2.0, 0.5)))
+    assert [round(shift(t), 6) for t in (0.5, 1.0, 1.1, 1.25, 1.5, 2.0, 2.2, 2.5, 3.0)] == [
+        0.5, 1.0, 1.0, 1.0, 1.25, 1.75, 1.75, 1.75, 2.25]
+
+
+def test_a_decoder_that_could_not_open_reports_a_retryable_error_and_reads_as_empty():
+    engine = Engine(fail_open=True)
+
+    async def main() -> tuple[str, BaseException]:
+        d = live(engine)
+        d.begin(1, samples(4000))
+        partial = await d.partial(1)  # type: ignore[misc]
+        with pytest.raises(EngineError) as info:
+            await d.end(1)  # type: ignore[misc]
+        return partial, info.value
+
+    partial, error = asyncio.run(main())
+    assert partial == ""
+    assert str(error) == "live-fake: live decoder could not start" and error.retryable
+
+
+def test_an_abandoned_utterance_is_not_decoded_further():
+    engine = Engine()
+
+    async def main() -> object:
+        d = live(engine)
+        d.begin(1, samples(1000))
+        d.abandon()
+        d.feed(samples(4000))
+        end = d.end(1)
+        await asyncio.sleep(0)
+        return end
+
+    assert asyncio.run(main()) is None
+    assert all(len(a) < 1600 for a in engine.decoders[0].accepted)
+
+
+class KaldiLike:
+    """A Vosk utterance without a public partial(): closed segments plus Kaldi's partial hypothesis."""
+
+    def __init__(self, partial: object, segments: tuple[AsrSegment, ...] = ()):
+        self._rec = None if partial is None else type("Rec", (), {"PartialResult": lambda _self: partial()})()
+        self._segments = segments
+
+    def accept(self, pcm: np.ndarray) -> None:
+        pass
+
+    def result(self) -> AsrResult:
+        return AsrResult("", "x", ())
+
+
+def _read_partial(decoder: object) -> str:
+    class E(Engine):
+        def open_utterance(self, rate: int, context: AsrContext):  # type: ignore[no-untyped-def]
+            return decoder
+
+    async def main() -> str:
+        d = live(E())
+        d.begin(1, b"")
+        return await d.partial(1, pad_s=0)  # type: ignore[misc]
+
+    return asyncio.run(main())
+
+
+def test_a_kaldi_partial_is_the_closed_segments_then_the_hypothesis():
+    segments = (AsrSegment("그는", 0, 0.5), AsrSegment("디비전", 0.5, 1.0))
+    assert _read_partial(KaldiLike(lambda: json.dumps({"partial": "이 피하면서"}), segments)) == \
+        "그는 디비전 이 피하면서"
+    assert _read_partial(KaldiLike(lambda: json.dumps({"partial": ""}))) == ""
+    assert _read_partial(KaldiLike(lambda: json.dumps({}), segments)) == "그는 디비전"
+    assert _read_partial(KaldiLike(None)) == ""
+
+
+def test_a_failing_kaldi_partial_reads_as_empty_and_is_logged(caplog):
+    def broken() -> str:
+        raise RuntimeError("kaldi")
+
+    with caplog.at_level(logging.INFO, logger="agent.worker.live"):
+        assert _read_partial(KaldiLike(broken, (AsrSegment("네", 0, 1),))) == ""
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "live partial failed: kaldi")]
