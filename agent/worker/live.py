@@ -51,8 +51,7 @@ class LiveDecoder:
         self._tail: asyncio.Future | None = None
         self._fed_s = 0.0  # audio handed to this utterance's decoder, pads included
         self._pads: list[tuple[float, float]] = []  # (decoder seconds where a pad went in, its length)
-        # The engine's decoders can close a segment at a pause (VoskUtterance.checkpoint): read the words so
-        # far from the closed segment rather than the partial hypothesis (which lags the last syllables).
+        # The engine's decoders can close a segment at a pause (VoskUtterance.checkpoint).
         self._checkpoints = bool(getattr(engine, "live_checkpoints", False))
 
     @staticmethod
@@ -86,8 +85,7 @@ class LiveDecoder:
 
     def partial(self, utterance: int, pad_s: float = CHECK_PAD_S) -> asyncio.Future[str] | None:
         """The words decoded so far for `utterance` (after all audio fed until now, then `pad_s` of silence),
-        or None if it is not being decoded live. For the end-of-turn check at a pause. Where the engine
-        offers checkpoints the segment is closed here, so the final result after it costs next to nothing."""
+        or None if it is not being decoded live. For the end-of-turn check at a pause."""
         if utterance != self._utterance or self._tail is None:
             return None
         self._flush()
@@ -95,7 +93,15 @@ class LiveDecoder:
             self._pads.append((self._fed_s, pad_s))
             self._fed_s += pad_s
             self._then(self._accept, np.zeros(int(pad_s * self._rate), dtype=np.int16))
-        return self._then(self._checkpoint if self._checkpoints else self._partial)
+        return self._then(self._partial)
+
+    def close_segment(self, utterance: int) -> None:
+        """The turn is about to end at this pause: where the engine can, close the segment now (queued after
+        the partial read), so the final result needs no further decoding if no voice follows. The partial,
+        not the closed segment, decides the turn: closing applies the language model's end-of-sentence
+        weight, which on the phone band writes a "다" after a noun at a mid-sentence pause."""
+        if self._checkpoints and utterance == self._utterance and self._tail is not None:
+            self._then(self._checkpoint)
 
     def abandon(self) -> None:
         self._utterance = 0

@@ -181,6 +181,8 @@ class CallSession:
 
     async def _resolve(self, event: TurnCheck) -> list[Event | LiveFrame]:
         signals = await self._turn_signals(event)
+        if signals.sentence_end and self._live is not None:
+            self._live.close_segment(event.utterance)  # the final is ready if the turn ends here
         if signals.sentence_end and signals.text and self._previewed != event.utterance:
             self._previewed = event.utterance
             self._stats.turn_previews += 1

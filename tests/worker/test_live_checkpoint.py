@@ -1,5 +1,5 @@
-"""The live decoder at a pause: engines that can close a segment (Vosk) are read from the closed segment, which
-has the last syllables the partial hypothesis still lacks, and a turn that ends at that pause needs no final pass."""
+"""The live decoder at a pause: the turn is read from the partial hypothesis; where it ends the turn, engines that
+can close a segment (Vosk) close it there, so the final after that pause needs no further decoding."""
 
 from __future__ import annotations
 
@@ -49,31 +49,37 @@ class FakeEngine:
         return self.decoder
 
 
-def at_a_pause(engine: FakeEngine) -> tuple[str, AsrResult]:
+def at_a_pause(engine: FakeEngine, *, close: bool, utterance: int = 1) -> tuple[str, AsrResult]:
     async def run() -> tuple[str, AsrResult]:
         with ThreadPoolExecutor(1) as pool:
             live = LiveDecoder(engine, 8000, AsrContext(), pool)
             live.begin(1, bytes(3200))
             text = await live.partial(1, pad_s=0.25)
+            if close:
+                live.close_segment(utterance)
             return text, await live.end(1)
 
     return asyncio.run(run())
 
 
-def test_an_engine_that_closes_segments_is_read_from_the_closed_segment_after_the_pad():
+def test_the_turn_is_read_from_the_partial_and_the_segment_closed_before_the_final():
     engine = FakeEngine(checkpoints=True)
-    text, result = at_a_pause(engine)
-    assert text == "하면서 걸어갔 다"
-    assert engine.decoder.calls == [("accept", 1600), ("accept", 2000), ("checkpoint", 0), ("result", 0)]
+    text, result = at_a_pause(engine, close=True)
+    # The partial decides (closing biases toward "다"); the closed segment comes before the final result.
+    assert text == "하면서 걸어갔"
+    assert engine.decoder.calls == [("accept", 1600), ("accept", 2000), ("partial", 0), ("checkpoint", 0),
+                                    ("result", 0)]
     # The pad fed before the read is taken out of the word times of the final result.
     assert result.segments[0].start == pytest.approx(0.75) and result.segments[0].end == pytest.approx(0.95)
 
 
-def test_other_engines_are_read_from_their_partial_hypothesis():
+def test_no_segment_is_closed_for_another_utterance_or_an_engine_without_checkpoints():
+    engine = FakeEngine(checkpoints=True)
+    at_a_pause(engine, close=True, utterance=2)
+    assert ("checkpoint", 0) not in engine.decoder.calls
     engine = FakeEngine(checkpoints=False)
-    text, _ = at_a_pause(engine)
-    assert text == "하면서 걸어갔"
-    assert ("partial", 0) in engine.decoder.calls and ("checkpoint", 0) not in engine.decoder.calls
+    text, _ = at_a_pause(engine, close=True)
+    assert text == "하면서 걸어갔" and ("checkpoint", 0) not in engine.decoder.calls
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +123,45 @@ def test_vosk_decodes_on_after_a_checkpoint_on_the_same_clock(vosk):
     # The same features and i-vector go on after the closed segment: the continuation reads as without it.
     assert result.text.endswith("기흥 옆으로 걸어갔 다")
     assert words["기흥"].start == pytest.approx(HESITATE_AT + 0.6, abs=0.1)
+
+
+class SentenceDecoder(FakeDecoder):
+    def partial(self) -> str:
+        self.calls.append(("partial", 0))
+        return "배송 조회해 주세요"
+
+
+class SentenceEngine(FakeEngine):
+    def __init__(self, checkpoints: bool) -> None:
+        super().__init__(checkpoints)
+        self.decoder = SentenceDecoder()
+
+    def transcribe(self, pcm: np.ndarray, rate: int, context: AsrContext) -> AsrResult:
+        return self.decoder.result()
+
+
+@pytest.mark.speech
+@pytest.mark.parametrize("checkpoints", [True, False])
+def test_the_worker_closes_the_segment_where_the_turn_ends_and_then_takes_the_final(checkpoints, monkeypatch,
+                                                                                   tmp_path):
+    import dataclasses
+
+    from test_turn_taking import WAIT_S, call, chunks, load, silence
+
+    from agent.config import Config, VadConfig, WorkerConfig
+    from agent.worker import session as worker_session
+    from agent.worker.server import WorkerThread
+
+    monkeypatch.setattr(worker_session, "SIGNAL_TIMEOUT_S", WAIT_S)
+    engine = SentenceEngine(checkpoints)
+    vad = dataclasses.replace(VadConfig(), smart_turn=False)
+    cfg = Config(worker=WorkerConfig(listen=("127.0.0.1", 0), hotwords_dir=str(tmp_path), idle_timeout_s=300, vad=vad))
+    w = WorkerThread(cfg, engine).start()
+    try:
+        messages = asyncio.run(call(w.port, chunks(np.concatenate([load(CLIP), silence(1.5)]))))
+    finally:
+        w.stop()
+    final = messages[-1]["data"]
+    assert final["eot"]["reason"] == "sentence_end" and final["text"] == "하면서 걸어갔 다"
+    kinds = [k for k, _ in engine.decoder.calls if k != "accept"]
+    assert kinds == (["partial", "checkpoint", "result"] if checkpoints else ["partial", "result"])
