@@ -82,3 +82,29 @@ def test_overflow_goes_behind_the_pending_records_and_a_torn_last_line_is_ended(
     assert not spool.overflow.exists()
     assert [r["op"] for r in spool.read()] == ["older", "newer"]  # the torn line is set aside, not glued on
     assert len(_dead(tmp_path)) == 1
+
+
+def test_a_character_torn_by_a_crash_does_not_stop_the_replay(tmp_path: Path) -> None:
+    """A kill -9 in the middle of a write can leave half of a Hangul syllable (3 bytes in UTF-8) on disk."""
+    spool = _spool(tmp_path)
+    torn = '{"op": "turn", "text": "주문"}\n{"op": "turn", "text": "조'.encode()[:-1]
+    spool.pending.write_bytes(torn + b'\n{"op": "event", "text": "\xed\x95"}\n{"op": "call_end"}\n')
+    assert [r["op"] for r in spool.read()] == ["turn", "event", "call_end"]
+    assert spool.read()[1]["text"] == "\ufffd"  # the broken bytes, replaced; the record is kept
+    assert [d["reason"] for d in _dead(tmp_path)][:1] == ["spool line is not JSON: Unterminated string starting at"]
+
+
+def test_a_torn_overflow_file_still_joins_the_pending_one(tmp_path: Path) -> None:
+    spool = _spool(tmp_path)
+    DiskSpool.append(spool.pending, [{"op": "older"}])
+    spool.overflow.write_bytes(b'{"op": "newer", "text": "\xed\x95"}\n')
+    spool.fold_overflow()
+    assert [r["op"] for r in spool.read()] == ["older", "newer"] and not spool.overflow.exists()
+
+
+def test_an_overflow_left_by_a_previous_process_is_picked_up_by_name(tmp_path: Path) -> None:
+    (tmp_path / "a" / "spool").mkdir(parents=True)
+    (tmp_path / "a" / "spool" / "overflow.jsonl").write_text('{"op": "left"}\n')  # written by the process that died
+    spool = _spool(tmp_path)
+    spool.fold_overflow()
+    assert spool.read() == [{"op": "left"}]
