@@ -94,3 +94,38 @@ def test_hang_up_kills_the_channel_and_a_refusal_is_no_error():
     conn = FakeConn(api_replies={"uuid_kill": "-ERR No such channel!\n"})
     hang_up(conn, UUID)  # type: ignore[arg-type]
     assert conn.lines() == [f"api uuid_kill {UUID} NORMAL_CLEARING"]
+
+
+def test_a_refused_stereo_setting_still_records(tmp_path):
+    r, conn, store = _recorder(tmp_path, api_replies={"uuid_setvar": "-ERR no such channel\n"})
+    assert r.start() is True and store.kinds() == ["recording_started"]
+
+
+def test_a_folder_that_already_exists_is_used(tmp_path):
+    (tmp_path / "rec" / "day").mkdir(parents=True)
+    r, _, store = _recorder(tmp_path)
+    assert r.start() is True and store.kinds() == ["recording_started"]
+
+
+def test_nothing_is_masked_or_stopped_before_the_recording_starts(tmp_path):
+    r, conn, store = _recorder(tmp_path)
+    r.mask("keypad")
+    r.stop()
+    assert conn.sent == [] and store.kinds() == []
+
+
+def test_a_refused_unmask_or_stop_is_no_error(tmp_path):
+    r, conn, store = _recorder(tmp_path)
+    r.start()
+    r.mask("keypad")
+    conn.api_replies["uuid_record"] = "-ERR Cannot locate session!\n"
+    r.unmask()
+    r.stop()
+    assert store.kinds()[-2:] == ["recording_unmasked", "recording_stopped"] and not r.active
+
+
+def test_a_recording_that_cannot_start_is_logged_with_the_call_and_the_error(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="agent.call.actions.record_audio")
+    r, _, _ = _recorder(tmp_path, fail={"uuid_record": ReplyTimeout("no reply to 'api'")})
+    r.start()
+    assert [x.getMessage() for x in caplog.records] == [f"call {UUID}: recording not started: no reply to 'api'"]

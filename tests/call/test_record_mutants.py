@@ -17,6 +17,8 @@ def _record(owner: str = "") -> tuple[CallRecord, FakeStore]:
     channel = ChannelInfo(uuid=UUID, caller="01055550000", destination="1588", variables={
         "callagent_industry": "banking", "callagent_note": f"회신 {PHONE}", "sip_from_display": "홍길동",
         "other": "not stored"})
+    if not owner:  # as the tests and tools that build a record without a controller do
+        return CallRecord(store, channel), store  # type: ignore[arg-type]
     return CallRecord(store, channel, owner=owner), store  # type: ignore[arg-type]
 
 
@@ -25,6 +27,7 @@ def test_the_start_row_and_the_answer_row(tmp_path):
     ((op, start),) = store.ops
     assert op == "call_start" and start["call_id"] == UUID and start["caller"] == "01055550000"
     assert start["destination"] == "1588" and start["industry"] == "banking" and start["answered_at"] is None
+    assert start["started_at"]
     assert start["variables"] == {"callagent_industry": "banking", "callagent_note": f"회신 {MASKED}",
                                   "sip_from_display": "홍길동", OWNER_VARIABLE: "10.0.0.2:8084"}
     record.answered()
@@ -99,6 +102,7 @@ def test_three_keys_in_a_row_are_a_number_and_stored_without_digits():
     record.end("caller_hangup")
     keys = store.events("dtmf")
     assert [k["seq"] for k in keys] == [1, 2, 3, 4]
+    assert all(k["call_id"] == UUID and k["at"] for k in keys)
     assert all(k["detail"] == {"digit": None, "entry": True, "masked": True} for k in keys)
 
 
