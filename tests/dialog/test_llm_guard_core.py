@@ -3,7 +3,8 @@ at a time, and one guard per endpoint for the whole process."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -113,3 +114,68 @@ def test_one_guard_per_endpoint() -> None:
         assert b.name not in GUARDS and b.name not in BREAKERS
     finally:
         a.stop()
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_the_prober_runs_while_open_until_the_breaker_closes() -> None:
+    probe = Probe()
+    guard = LlmGuard(CircuitBreaker("llm prober", reset_after_s=None), probe, probe_every_s=0.01)
+    try:
+        assert guard.probes == 0 and guard._prober is None
+        guard.failure(LlmTimeout("deadline"))
+        prober = guard._prober
+        # Never holds the process open at exit; named so a thread dump shows what it is.
+        assert prober is not None and prober.daemon and prober.name == "llm-probe"
+        assert wait_for(lambda: probe.calls >= 3)
+        assert guard.state == OPEN and guard.probes == probe.calls
+        probe.up = True
+        assert wait_for(lambda: guard.state == HALF_OPEN)
+        calls = probe.calls
+        assert guard.allow()
+        guard.failure(LlmTimeout("deadline"))  # the trial failed: probing goes on
+        assert wait_for(lambda: guard.state == HALF_OPEN) and probe.calls > calls
+        assert guard.allow()
+        guard.success()
+        assert wait_for(lambda: guard._prober is None)  # closed: the prober ends
+        calls = probe.calls
+        time.sleep(0.05)
+        assert probe.calls == calls  # and sends nothing more
+        guard.failure(LlmTimeout("deadline"))  # a later outage starts a new prober
+        assert wait_for(lambda: guard.state == HALF_OPEN)
+    finally:
+        guard.stop()
+    assert wait_for(lambda: guard._prober is None)
+    probe.up = False
+    guard.success()
+    guard.failure(LlmTimeout("deadline"))
+    assert guard.state == OPEN and guard._prober is None  # a stopped guard starts no prober
+
+
+class FakeClient:
+    def __init__(self, api_base: str) -> None:
+        self.api_base = api_base
+        self.model = "openai/q"
+        self.timeouts: list[float] = []
+
+    def probe(self, timeout_s: float) -> None:
+        self.timeouts.append(timeout_s)
+
+
+def test_guard_for_probes_the_client_with_the_configured_bounds() -> None:
+    client = FakeClient("http://127.0.0.1:2/v1")
+    cfg = LlmSettings(model="openai/q", probe_every_s=7.5, probe_timeout_s=1.25)
+    guard = guard_for(client, cfg)  # type: ignore[arg-type]
+    try:
+        assert guard.probe_every_s == 7.5
+        guard.failure(LlmTimeout("deadline"))
+        assert guard.probe_once() and client.timeouts == [1.25] and guard.state == HALF_OPEN
+    finally:
+        guard.stop()

@@ -73,6 +73,7 @@ MODULES: tuple[Module, ...] = (
            deselect=("tests/dialog/test_escalation.py::test_summary_mentions_intent_order_and_what_was_tried",
                      "tests/dialog/test_escalation.py::test_must_not_escalate")),  # these two need PostgreSQL
     Module("agent/dialog/sentiment.py", ("tests/dialog/test_sentiment_mutants.py",)),
+    Module("agent/dialog/llm_guard.py", ("tests/dialog/test_llm_guard_core.py",)),
     Module("agent/privacy/pii.py", ("tests/privacy/test_pii.py", "tests/privacy/test_pii_mutants.py")),
     # PostgreSQL-bound: database=True starts one embedded server for the run (each test still gets a new database).
     Module("agent/store/calls.py", ("tests/store/test_calls.py", "tests/store/test_finished_calls.py",
