@@ -43,3 +43,14 @@ def test_a_rate_webrtcvad_cannot_take_is_refused_by_name():
 def test_a_frame_that_is_not_20_ms_is_refused_with_its_size(size):
     with pytest.raises(ValueError, match=f"^VAD frame must be 320 bytes at 8000 Hz, got {size}$"):
         WebRtcVad(2).is_speech(bytes(size), 8000)
+
+
+def test_the_configured_aggressiveness_reaches_the_detector():
+    # The same loud hiss: the least aggressive setting keeps most of it as speech, the most aggressive drops it.
+    hiss = np.random.default_rng(2).normal(0, 1000, 16000 * 3).astype(np.int16).tobytes()
+
+    def kept(aggressiveness: int) -> int:
+        vad = WebRtcVad(aggressiveness)
+        return sum(vad.is_speech(hiss[i:i + 640], 16000) for i in range(0, len(hiss), 640))
+
+    assert kept(0) > 100 and kept(3) < 20
