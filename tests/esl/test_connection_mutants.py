@@ -5,6 +5,8 @@ disconnect notices, and every waiter woken with CallGone when the socket goes.""
 
 from __future__ import annotations
 
+import json
+
 import gevent
 import pytest
 from gevent import socket as gsocket
@@ -158,10 +160,27 @@ def test_a_timed_out_command_keeps_the_order_for_the_next(peer):
     assert g2.get(timeout=2) == "+OK mine"
 
 
-def test_the_connections_own_reply_timeout_applies_when_none_is_given(peer):
-    peer.conn.reply_timeout = 0.05
-    with pytest.raises(ReplyTimeout):
-        peer.conn.command("myevents")
+def test_the_connections_own_reply_timeout_applies_when_none_is_given():
+    ours, theirs = gsocket.socketpair()
+    conn = EslConnection(theirs, reply_timeout=0.05)
+    conn.start()
+    with gevent.Timeout(5), pytest.raises(ReplyTimeout, match=r"^no reply to 'api'$"):
+        conn.send(f"api uuid_break {UUID} all")
+    conn.close()
+    ours.close()
+
+
+def test_an_api_timeout_given_wins_over_the_connections(peer):
+    peer.conn.reply_timeout = 60
+    with gevent.Timeout(5), pytest.raises(ReplyTimeout):
+        peer.conn.api("status", timeout=0.05)
+
+
+def test_an_api_body_that_is_not_utf8_is_read_with_replacements(peer):
+    g = peer.ask(peer.conn.api, "status", check=False)
+    peer.read_command()
+    peer.write(b"Content-Type: api/response\nContent-Length: 5\n\n+OK \xff")
+    assert g.get(timeout=2) == "+OK \ufffd"
 
 
 def test_a_reply_nobody_waits_for_is_dropped(peer):
@@ -196,8 +215,9 @@ def test_when_freeswitch_closes_every_waiter_gets_call_gone(peer):
         with pytest.raises(CallGone, match="eof"):
             g.get(timeout=2)
     assert peer.next_event() == Closed("eof") and peer.conn.closed
-    with pytest.raises(CallGone, match="socket closed"):
+    with pytest.raises(CallGone) as gone:
         peer.conn.command("exit")
+    assert str(gone.value) == "socket closed"
 
 
 def test_bytes_that_are_not_esl_drop_the_connection(peer):
@@ -252,3 +272,42 @@ def test_a_socket_error_while_reading_ends_the_call():
     conn.start()
     closed = conn.events.get(timeout=2)
     assert isinstance(closed, Closed) and closed.reason.startswith("socket error: ") and "reset" in closed.reason
+
+
+def test_json_events_are_events_too(peer):
+    body = json.dumps({"Event-Name": "CUSTOM", "Event-Subclass": "mod_audio_fork::json", "Unique-ID": UUID,
+                       "_body": "{}", "Content-Length": "2"}).encode()
+    peer.write(b"Content-Length: %d\nContent-Type: text/event-json\n\n" % len(body) + body)
+    event = peer.next_event()
+    assert isinstance(event, Event) and event.subclass == "mod_audio_fork::json"
+
+
+def test_a_socket_that_fails_to_close_still_wakes_every_waiter():
+    class StubbornSocket(BrokenSocket):
+        def sendall(self, data: bytes) -> None:
+            pass
+
+        def close(self) -> None:
+            raise OSError("already closed")
+
+    conn = EslConnection(StubbornSocket(), reply_timeout=5)
+    g = gevent.spawn(conn.command, "myevents")
+    gevent.sleep(0)
+    conn.close()
+    with pytest.raises(CallGone):
+        g.get(timeout=2)
+    assert conn.events.get(timeout=1) == Closed("closed by agent")
+
+
+def test_what_the_connection_drops_is_logged(peer, caplog):
+    caplog.set_level("DEBUG", logger="agent.esl.connection")
+    stray = "+OK " + "x" * 100
+    peer.write(reply(stray) + b"Content-Type: log/data\nContent-Length: 3\n\nabc" + plain_event("DTMF"))
+    peer.next_event()
+    logged = [r.getMessage() for r in caplog.records if r.name == "agent.esl.connection"]
+    assert logged == [f"ESL reply with no command waiting: {stray[:80]!r}", "ignoring ESL message of type 'log/data'"]
+    caplog.clear()
+    peer.write(b"no colon here\n\n")
+    peer.next_event()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "agent.esl.connection"]
+    assert line.startswith("ESL protocol error, dropping the connection: header line without ':'")
