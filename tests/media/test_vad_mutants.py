@@ -54,3 +54,15 @@ def test_the_configured_aggressiveness_reaches_the_detector():
         return sum(vad.is_speech(hiss[i:i + 640], 16000) for i in range(0, len(hiss), 640))
 
     assert kept(0) > 100 and kept(3) < 20
+
+
+def test_a_speech_tail_of_one_db_still_cuts_a_frame_a_few_db_down():
+    from agent.media.vad import SpeechTail
+
+    def square(amplitude: float) -> bytes:
+        return np.where(np.arange(320) % 2, amplitude, -amplitude).astype("<i2").tobytes()
+
+    tail = SpeechTail(1.0)
+    assert tail.voiced(square(4000), True)
+    assert not tail.voiced(square(2800), True)  # −3.1 dB from the loudest frame: past a 1 dB drop
+    assert tail.voiced(square(3900), True)  # −0.2 dB: still voice

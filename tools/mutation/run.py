@@ -97,11 +97,12 @@ MODULES: tuple[Module, ...] = (
            ("tests/media/test_fork_protocol.py", "tests/media/test_fork_protocol_mutants.py")),
     Module("agent/media/resample.py", ("tests/media/test_resample.py", "tests/media/test_resample_mutants.py")),
     Module("agent/worker/stream.py", ("tests/worker/test_stream_mutants.py",)),
-    Module("agent/worker/ratelimit.py", ("tests/worker/test_ratelimit_mutants.py",)),
+    Module("agent/worker/ratelimit.py",
+           ("tests/worker/test_ratelimit_mutants.py", "tests/worker/test_worker_memory_bounds.py")),
     Module("agent/worker/server.py",
            ("tests/worker/test_server_mutants.py", "tests/worker/test_server_run_mutants.py",
             "tests/worker/test_worker_limits.py", "tests/worker/test_worker_idle.py",
-            "tests/worker/test_worker_server.py"),  # loopback, fake ASR
+            "tests/worker/test_worker_memory_bounds.py"),  # loopback, fake ASR
            deselect=("tests/worker/test_worker_limits.py::test_utterances_waiting_for_a_slow_asr_are_bounded",)),
     Module("agent/media/echo.py", ("tests/media/test_echo.py", "tests/media/test_echo_mutants.py")),
     Module("agent/media/smart_turn.py", ("tests/media/test_smart_turn.py", "tests/media/test_smart_turn_mutants.py")),
@@ -110,6 +111,16 @@ MODULES: tuple[Module, ...] = (
     Module("agent/media/turn_end.py", ("tests/media/test_turn_end.py", "tests/media/test_turn_end_mutants.py")),
     Module("agent/media/vad.py",
            ("tests/media/test_vad.py", "tests/media/test_speech_tail.py", "tests/media/test_vad_mutants.py")),
+    Module("agent/media/endpointing.py",
+           ("tests/media/test_endpointing.py", "tests/media/test_speech_tail.py",
+            "tests/media/test_endpointing_mutants.py")),
+    Module("agent/worker/partials.py", ("tests/worker/test_partials_mutants.py",)),
+    Module("agent/worker/live.py",
+           ("tests/worker/test_live_mutants.py", "tests/worker/test_live_checkpoint.py",
+            "tests/worker/test_live_decoder_close.py"),
+           deselect=("tests/worker/test_live_decoder_close.py::test_a_hangup_stops_the_worker_decoding_that_call",
+                     "tests/worker/test_live_checkpoint.py::test_vosk_checkpoint_closes_the_words_so_far_and_the_result_after_it_adds_nothing",
+                     "tests/worker/test_live_checkpoint.py::test_vosk_decodes_on_after_a_checkpoint_on_the_same_clock")),
 )
 
 
