@@ -99,6 +99,8 @@ ITEM = {"product": "이어폰"}
     ({"status": "shipped", "items": [ITEM], "delivery": None},
      "주문번호 111111, 이어폰 주문은 지금 배송 중 상태예요."),
     ({"status": "lost", "items": [ITEM]}, "주문번호 111111, 이어폰 주문은 지금 lost 상태예요."),
+    ({"status": "shipped", "items": [ITEM, {"product": "케이스"}]},
+     "주문번호 111111, 이어폰 외 1건 주문은 지금 배송 중 상태예요."),
 ])
 def test_what_is_said_for_each_status(order: dict[str, Any], said: str) -> None:
     result = lookup_order.run(_ctx(Crm(order)), {"order_id": "111111"})
