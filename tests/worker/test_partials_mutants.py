@@ -103,13 +103,15 @@ def test_only_engines_with_a_stream_are_relayed():
 
 def test_each_partial_goes_out_as_a_non_final_transcription_of_the_current_utterance():
     engine = Engine(Stream(["배송", "배송 조회"]))
-    r, sent, _ = relay(engine, utterance=4)
+    r, sent, executor = relay(engine, utterance=4)
     run(r.start)
     assert engine.opened == [CONTEXT]
-    assert [(m["type"], m["data"]["final"], m["data"]["utterance"], m["data"]["text"], m["data"]["engine"],
-             m["data"]["source"]) for m in sent] == [
-        ("transcription", False, 4, "배송", "streaming-fake", "asr"),
-        ("transcription", False, 4, "배송 조회", "streaming-fake", "asr")]
+    assert [m["type"] for m in sent] == ["transcription", "transcription"]
+    assert sent[1]["data"] == {"event": "transcript", "utterance": 4, "final": False, "text": "배송 조회",
+                               "source": "asr", "engine": "streaming-fake", "start": 0.0, "end": 0.0,
+                               "eos_wait_ms": 0, "asr_ms": 0, "asr_wait_ms": 0, "segments": []}
+    assert sent[0]["data"]["text"] == "배송"
+    assert executor.jobs == ["open_stream", "_read"]  # the reader runs in the call's pool
 
 
 def test_audio_goes_to_the_stream_in_200_ms_batches_of_whole_samples():
@@ -123,7 +125,10 @@ def test_audio_goes_to_the_stream_in_200_ms_batches_of_whole_samples():
         assert engine.stream.fed == []  # not a whole batch yet
         r.feed(pcm[3199:3201])  # one byte past the batch: half a sample waits for the next message
         r.feed(b"")
-        r.feed(pcm[3201:6401])
+        assert len(engine.stream.fed) == 1
+        r.feed(pcm[3201:3202])  # the waiting half and this byte: one sample, far from a batch
+        assert len(engine.stream.fed) == 1
+        r.feed(pcm[3202:6401])
 
     run(main)
     fed = engine.stream.fed
@@ -138,7 +143,9 @@ def test_an_exact_batch_leaves_nothing_behind():
     async def main() -> None:
         await r.start()
         r.feed(bytes(3200))
-        r.feed(np.full(1600, 7, "<i2").tobytes())
+        r.feed(np.full(1600, 7, "<i2").tobytes()[:3199])  # one byte short of the next batch: nothing sent
+        assert len(engine.stream.fed) == 1
+        r.feed(b"\x00")
 
     run(main)
     assert [int(p[0]) for p, _ in engine.stream.fed] == [0, 7] and all(len(p) == 1600 for p, _ in engine.stream.fed)
@@ -197,9 +204,18 @@ def test_closing_an_engine_without_end_call_does_nothing():
     class NoEnd(Engine):
         end_call = None  # type: ignore[assignment]
 
-    engine = NoEnd()
-    r, _, executor = relay(engine)
-    run(r.start)
-    jobs = list(executor.jobs)
-    r.close()
-    assert executor.jobs == jobs
+    class Bare:
+        name = "bare"
+
+        def __init__(self) -> None:
+            self.stream = Stream([])
+
+        def open_stream(self, context: AsrContext) -> Stream:
+            return self.stream
+
+    for engine in (NoEnd(), Bare()):
+        r, _, executor = relay(engine)
+        run(r.start)
+        jobs = list(executor.jobs)
+        r.close()
+        assert executor.jobs == jobs
