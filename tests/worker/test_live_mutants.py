@@ -235,3 +235,93 @@ def test_a_failing_kaldi_partial_reads_as_empty_and_is_logged(caplog):
         assert _read_partial(KaldiLike(broken, (AsrSegment("네", 0, 1),))) == ""
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (logging.WARNING, "live partial failed: kaldi")]
+
+
+class Counting(Inline):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_decoding_runs_in_the_call_s_pool_and_stops_with_the_utterance():
+    engine, pool = Engine(), Counting()
+
+    async def main() -> None:
+        d = LiveDecoder(engine, RATE, CONTEXT, pool)
+        d.begin(1, samples(1600))
+        await d.end(1)  # type: ignore[misc]
+        d.feed(samples(3200))  # after the end: no utterance is being decoded
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert pool.calls == 3  # open, the batch, the result
+    assert [len(a) for a in engine.decoders[0].accepted] == [1600]
+
+
+def test_word_times_after_two_pauses_fed_in_several_messages():
+    segments = (AsrSegment("a", 0.9, 1.0), AsrSegment("b", 1.6, 1.7), AsrSegment("c", 2.4, 2.5))
+    engine = Engine(segments=segments)
+
+    async def main() -> AsrResult:
+        d = live(engine)
+        d.begin(1, samples(2000))
+        d.feed(samples(2000))  # 0.5 s in two messages, then a pause: pad at 0.5 s
+        await d.partial(1, pad_s=0.5)  # type: ignore[misc]
+        d.feed(samples(4000))  # 0.5 s more, another pause: pad at decoder second 1.5
+        await d.partial(1, pad_s=0.5)  # type: ignore[misc]
+        return await d.end(1)  # type: ignore[misc]
+
+    result = asyncio.run(main())
+    assert [(s.text, round(s.start, 6), round(s.end, 6)) for s in result.segments] == [
+        ("a", 0.5, 0.5), ("b", 1.0, 1.0), ("c", 1.4, 1.5)]
+
+
+def test_the_pad_is_16_bit_silence_like_the_audio():
+    engine = Engine()
+
+    async def main() -> None:
+        d = live(engine)
+        d.begin(1, samples(100))
+        await d.partial(1)  # type: ignore[misc]
+
+    asyncio.run(main())
+    assert [a.dtype for a in engine.decoders[0].accepted] == [np.dtype(np.int16)] * 2
+
+
+class Plain:
+    """An engine with neither a name nor checkpoints, and decoders with neither partial() nor Kaldi state."""
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+
+    def open_utterance(self, rate: int, context: AsrContext) -> object:
+        if self.fail:
+            raise RuntimeError("no model")
+        return type("Bare", (), {"accept": lambda _self, _pcm: None,
+                                 "result": lambda _self: AsrResult("네", "plain", ())})()
+
+
+def test_an_engine_without_extras_reads_empty_partials_and_names_itself_asr_in_errors():
+    async def main() -> tuple[str, AsrResult, BaseException]:
+        d = LiveDecoder(Plain(), RATE, CONTEXT, Inline())
+        d.begin(1, samples(100))
+        text = await d.partial(1)  # type: ignore[misc]
+        result = await d.end(1)  # type: ignore[misc]
+        failing = LiveDecoder(Plain(fail=True), RATE, CONTEXT, Inline())
+        failing.begin(1, b"")
+        with pytest.raises(EngineError) as info:
+            await failing.end(1)  # type: ignore[misc]
+        return text, result, info.value
+
+    text, result, error = asyncio.run(main())
+    assert text == "" and result.text == "네"
+    assert str(error) == "asr: live decoder could not start"
+
+
+def test_a_kaldi_partial_without_closed_segments_is_the_hypothesis_alone():
+    decoder = KaldiLike(lambda: json.dumps({"partial": "네 맞아요"}))
+    del decoder._segments
+    assert _read_partial(decoder) == "네 맞아요"
