@@ -336,3 +336,20 @@ def test_lines_below_error_keep_their_traceback(caplog):
             quiet.warning("keepalive ping failed", exc_info=True)
     (record,) = caplog.records
     assert record.levelno == logging.WARNING and record.exc_info is not None and record.exc_info[0] is KeyError
+
+
+def test_a_message_over_the_frame_limit_closes_its_fork_1009(tmp_path):
+    with WorkerThread(make_cfg(tmp_path, max_frame_bytes=4096), FakeAsr()) as t:
+        async def call() -> int | None:
+            async with connect(f"ws://127.0.0.1:{t.port}/call-1", subprotocols=["audio.drachtio.org"]) as ws:
+                await ws.send(meta())
+                await ws.send(bytes(4096))  # at the limit: served
+                await ws.send(bytes(4098))  # over it
+                with contextlib.suppress(ConnectionClosed):
+                    async with asyncio.timeout(10):
+                        while True:
+                            await ws.recv()
+                return ws.close_code
+
+        assert asyncio.run(call()) == 1009
+        assert t.stats()["bytes"] == 4096

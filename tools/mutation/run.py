@@ -100,10 +100,9 @@ MODULES: tuple[Module, ...] = (
     Module("agent/worker/ratelimit.py",
            ("tests/worker/test_ratelimit_mutants.py", "tests/worker/test_worker_memory_bounds.py")),
     Module("agent/worker/server.py",
+           # The older loopback tests (test_worker_limits, test_worker_server) repeat what these check.
            ("tests/worker/test_server_mutants.py", "tests/worker/test_server_run_mutants.py",
-            "tests/worker/test_worker_limits.py", "tests/worker/test_worker_idle.py",
-            "tests/worker/test_worker_memory_bounds.py"),  # loopback, fake ASR
-           deselect=("tests/worker/test_worker_limits.py::test_utterances_waiting_for_a_slow_asr_are_bounded",)),
+            "tests/worker/test_worker_idle.py", "tests/worker/test_worker_memory_bounds.py")),
     Module("agent/media/echo.py", ("tests/media/test_echo.py", "tests/media/test_echo_mutants.py")),
     Module("agent/media/smart_turn.py", ("tests/media/test_smart_turn.py", "tests/media/test_smart_turn_mutants.py")),
     Module("agent/media/korean_endings.py",
