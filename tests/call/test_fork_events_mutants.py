@@ -425,7 +425,7 @@ def test_a_slow_recogniser_gets_one_filler_while_the_line_is_silent(h):
     assert h.store.events("slow_step_filler")[0]["detail"] == {"step": "asr"}
     h.fork.tick(h.t + wait + 1, h.t)
     h.voice.break_all()  # the filler has played: the line is silent again
-    h.fork.tick(h.t + wait + 2, h.t)
+    h.fork.tick(h.t + wait + 0.01, h.t)
     assert len(h.store.turns()) == 1  # once per utterance
 
 
