@@ -60,6 +60,14 @@ def test_recent_orders_newest_first_with_their_first_product(crm: EmbeddedCrm) -
     assert crm.recent_orders("C9001")[2]["product"] == "첫째 상품"
 
 
+def test_recent_orders_are_three_unless_asked(db: Database, crm: EmbeddedCrm) -> None:
+    with db.connection() as conn:
+        conn.execute("INSERT INTO crm_orders (order_id, customer_id, status, ordered_at, total_won)"
+                     " VALUES ('900004', 'C9001', 'paid', '2026-10-01', 1)")
+    assert [o["order_id"] for o in crm.recent_orders("C9001")] == ["900002", "900003", "900001"]
+    assert len(crm.recent_orders("C9001", 5)) == 4
+
+
 def test_a_delivery_by_tracking_number_or_by_order(crm: EmbeddedCrm) -> None:
     old = crm.get_delivery(tracking_number="900000000001")
     assert old == {"tracking_number": "900000000001", "order_id": "900001", "carrier": "옛 택배", "status": "ready",
