@@ -254,7 +254,8 @@ def test_decoding_runs_in_the_call_s_pool_and_stops_with_the_utterance():
         d.begin(1, samples(1600))
         await d.end(1)  # type: ignore[misc]
         d.feed(samples(3200))  # after the end: no utterance is being decoded
-        await asyncio.sleep(0)
+        for _ in range(10):  # any job queued by that feed would have reached the pool by now
+            await asyncio.sleep(0)
 
     asyncio.run(main())
     assert pool.calls == 3  # open, the batch, the result
