@@ -199,6 +199,8 @@ def run(cfg: Config, work_dir: Path, bench_db: BenchDatabase, *, minutes: float,
                    "stats": child["worker"].get("stats")},
         "analytics": child["controller"].get("analytics"),
         "samples": rows,
+        "census": {role: [(round(r["t"] - wall_origin), r["objects"], r.get("tasks"), r.get("active"))
+                          for r in census[role]] for role in ("controller", "worker")},
         "agent_log_tail": {role: (child.get(role) or {}).get("log_tail") for role in ("controller", "worker")},
     }
     result["flat"] = all(result[r]["rss"].get("flat") and result[r]["objects"].get("flat")

@@ -88,14 +88,21 @@ async def _flood(port: int, seconds: float) -> dict[str, int]:
     return {"frames_sent": sent, "closed": closed}
 
 
-def soak_rounds(port: int, proc: psutil.Process, pcm: bytes, minutes: float,
+def soak_rounds(worker: Child, port: int, pcm: bytes, minutes: float,
                 sample_s: float = soak.SAMPLE_S) -> dict[str, Any]:
-    """Rounds of ROUND real-time calls until `minutes` are up; RSS every `sample_s` seconds, from this loop."""
+    """Rounds of ROUND real-time calls until `minutes` are up; RSS every `sample_s` seconds, from this loop.
+
+    The worker counts its live objects every `sample_s` (census); it is also left idle for a census after
+    one warm-up round and after the last round, so objects kept per call show apart from calls in flight."""
+    proc = worker.proc
     samples: list[tuple[float, float]] = []
     served = placed = 0
+    idle_s = sample_s + 5
 
     async def main() -> None:
         nonlocal served, placed
+        await asyncio.gather(*(_call(port, 100000 + k, pcm) for k in range(ROUND)))  # warm-up: pool, arenas
+        await asyncio.sleep(idle_s)
         origin = time.monotonic()
         deadline = origin + minutes * 60
 
@@ -111,11 +118,22 @@ def soak_rounds(port: int, proc: psutil.Process, pcm: bytes, minutes: float,
             served += sum(done)
         sampler.cancel()
         samples.append((round(time.monotonic() - origin, 1), _mib(proc)))
+        await asyncio.sleep(idle_s)
 
+    wall_origin = time.time()
     asyncio.run(main())
     duration = samples[-1][0]
+    census = worker.census()
+    idle = [r for r in census[1:] if not r.get("active")]  # census[0] is from before any call
+    kept = None
+    if len(idle) >= 2 and placed:  # first idle census after the warm-up, last one after the last round
+        kept = round((idle[-1]["objects"] - idle[0]["objects"]) / placed, 2)
     return {"minutes": round(duration / 60, 1), "calls": placed, "transcripts": served,
             "rss": soak.memory_verdict(samples, duration_s=duration, window_min=min(20.0, round(duration / 60, 1))),
+            "objects": soak.objects_verdict(census, wall_origin, duration) if census else None,
+            "idle_objects": [(round(r["t"] - wall_origin), r["objects"]) for r in idle],
+            "objects_kept_per_call": kept,
+            "census": [(round(r["t"] - wall_origin), r["objects"], r.get("tasks"), r.get("active")) for r in census],
             "samples": samples}
 
 
@@ -129,14 +147,14 @@ def run(config: Path | None, calls: int, minutes: float | None = None) -> dict[s
     wav = c.render_speech(SPEECH, work / "speech.wav")
     audio, rate = sf.read(wav, dtype="int16")
     pcm = resample(np.asarray(audio, dtype=np.int16), rate, RATE).tobytes()
-    worker = Child("worker", path, work, [], None)
+    worker = Child("worker", path, work, [], None, soak.SAMPLE_S if minutes else None)
     out: dict[str, Any] = {"engine": cfg.worker.asr_engine, "calls": calls}
     try:
         port = int(worker.wait_ready()["port"])
         proc = worker.proc
         out["rss_mib_started"] = _mib(proc)
         if minutes:
-            out.update(soak=soak_rounds(port, proc, pcm, minutes))
+            out.update(soak=soak_rounds(worker, port, pcm, minutes))
             return out
         rounds, answered = [], 0
         for r in range(0, calls, ROUND):
