@@ -124,6 +124,7 @@ class Speaker:
                              tts_text=f"<{text}>" if last else "")
         finally:
             self.closed += 1
+            self.closed_in = threading.current_thread()
 
 
 class Call:
@@ -286,15 +287,21 @@ def test_an_outcome_with_nothing_said_records_no_agent_turn(tmp_path, monkeypatc
     assert call.conv.settled == [(turn.turn_id, "")]
 
 
-def test_a_failing_dialog_hands_off_with_agent_error(tmp_path, monkeypatch):
+def _logged(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "agent.call.turn"]
+
+
+def test_a_failing_dialog_hands_off_with_agent_error(tmp_path, monkeypatch, caplog):
     call = Call(tmp_path, monkeypatch, [RuntimeError("boom")])
     turn = call.turn()
     turn.run()
+    assert _logged(caplog) == [f"call {UUID}: turn failed"]
     assert call.steps == [("escalate", ("agent_error",), {"failure": True})]
     assert turn.done and turn.handle.synthesis_done
 
 
-def test_a_dialog_past_the_turn_timeout_hands_off_with_agent_timeout(tmp_path, monkeypatch):
+def test_a_dialog_past_the_turn_timeout_hands_off_with_agent_timeout(tmp_path, monkeypatch, caplog):
+    caplog.set_level("INFO", logger="agent.call.turn")
     call = Call(tmp_path, monkeypatch, [Say("네")], turn_timeout_s=0.05)
     call.conv.gate = threading.Event()  # the step never answers in time
     turn = call.turn()
@@ -302,6 +309,8 @@ def test_a_dialog_past_the_turn_timeout_hands_off_with_agent_timeout(tmp_path, m
         turn.run()
     finally:
         call.conv.gate.set()
+    assert _logged(caplog) == [f"call {UUID}: a dialog step is still running; its writes are fenced off",
+                               f"call {UUID}: dialog or TTS timed out"]
     assert call.steps == [("escalate", ("agent_timeout",), {"failure": True})]
 
 
@@ -493,6 +502,7 @@ def test_a_cancel_during_tts_closes_the_engines_stream(tmp_path, monkeypatch):
     call.voice.queue = queue_and_cancel  # type: ignore[method-assign]
     turn.run()
     assert call.speaker.closed == 1 and len(call.conn.playbacks()) == 1
+    assert call.speaker.closed_in is not threading.current_thread()  # closed from the pool, not left to the GC
 
 
 def test_a_discarded_held_reply_neither_hangs_up_nor_needs_the_dialogs_discard(tmp_path, monkeypatch):
@@ -519,13 +529,13 @@ def test_a_held_reply_released_with_nothing_written_says_no_filler(tmp_path, mon
 
 
 def test_a_slow_tts_gets_a_filler_that_says_so(tmp_path, monkeypatch):
-    call = Call(tmp_path, monkeypatch, [Say("네")], filler_after_s=0.5)
+    call = Call(tmp_path, monkeypatch, [Say("네")], filler_after_s=0.6)
     call.speaker.gate = threading.Event()
     g = gevent.spawn(call.turn().run)
     _until(lambda: call.store.events("slow_step_filler"))
     call.speaker.gate.set()
     g.join(5)
-    assert call.store.events("slow_step_filler")[0]["detail"] == {"waited_ms": 500, "step": "tts"}
+    assert call.store.events("slow_step_filler")[0]["detail"] == {"waited_ms": 600, "step": "tts"}
 
 
 def test_a_cancelled_turn_gets_no_slow_filler(tmp_path, monkeypatch):
@@ -539,3 +549,13 @@ def test_a_cancelled_turn_gets_no_slow_filler(tmp_path, monkeypatch):
     assert call.store.events("slow_step_filler") == []
     call.conv.gate.set()
     g.join(5)
+
+
+def test_a_keypad_turn_reaches_the_dialog_as_keys(tmp_path, monkeypatch, caplog):
+    caplog.set_level("INFO", logger="agent.call.turn")
+    call = Call(tmp_path, monkeypatch, [Say("확인했습니다")])
+    call.turn({"text": "1234", "source": "dtmf"}).run()
+    assert call.conv.asked == [("1234", "dtmf")]
+    (caller,) = call.caller_turns()
+    assert caller["source"] == "dtmf" and caller["text"] == "[키패드 입력]"
+    assert _logged(caplog) == []  # a dialog closed in time logs nothing
