@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -95,6 +96,16 @@ def test_the_watchdog_cuts_a_statement_past_its_deadline_and_only_that_one(db: D
     with db.connect() as conn, pytest.raises(psycopg.OperationalError), watchdog.guard(conn, 0.3):
         conn.execute("SELECT pg_sleep(60)")  # a hung server: only the cut ends the wait
     assert watchdog.cuts == 1
+    with db.connect() as conn, pytest.raises(psycopg.OperationalError), watchdog.guard(conn, 0.3):
+        conn.execute("SELECT pg_sleep(60)")
+    assert watchdog.cuts == 2  # counted for the metrics (db_cuts)
+
+
+def test_the_watchdog_thread_never_keeps_the_process_alive() -> None:
+    before = set(threading.enumerate())
+    Watchdog()
+    (thread,) = set(threading.enumerate()) - before
+    assert thread.name == "db-watchdog" and thread.daemon
 
 
 @pytest.mark.parametrize(("exc", "outage"), [
