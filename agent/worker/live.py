@@ -96,10 +96,11 @@ class LiveDecoder:
         return self._then(self._partial)
 
     def close_segment(self, utterance: int) -> None:
-        """The turn is about to end at this pause: where the engine can, close the segment now (queued after
-        the partial read), so the final result needs no further decoding if no voice follows. The partial,
-        not the closed segment, decides the turn: closing applies the language model's end-of-sentence
-        weight, which on the phone band writes a "다" after a noun at a mid-sentence pause."""
+        """The turn ends at this pause: where the engine can, close the segment now (queued after the partial
+        read, before the final), so the final result needs no further decoding. The partial, not a closed
+        segment, decides the turn, and a segment is closed only once the turn ended: closing applies the
+        language model's end-of-sentence weight, which on the phone band writes a "다" after a noun at a
+        mid-sentence pause, and a later check would read it."""
         if self._checkpoints and utterance == self._utterance and self._tail is not None:
             self._then(self._checkpoint)
 

@@ -181,13 +181,15 @@ class CallSession:
 
     async def _resolve(self, event: TurnCheck) -> list[Event | LiveFrame]:
         signals = await self._turn_signals(event)
-        if signals.sentence_end and self._live is not None:
-            self._live.close_segment(event.utterance)  # the final is ready if the turn ends here
         if signals.sentence_end and signals.text and self._previewed != event.utterance:
             self._previewed = event.utterance
             self._stats.turn_previews += 1
             await self._send(proto.turn_preview(event.utterance, signals.text, event.at))
         events = self._stream.resolve(signals)
+        if self._live is not None and any(isinstance(e, SpeechEnded) for e in events):
+            # The turn ends at this pause: close the segment before the final is asked for, so no further
+            # decoding is left. Only then: a closed segment's text leans toward "다" when the caller goes on.
+            self._live.close_segment(event.utterance)
         if self._partials is not None:
             self._partials.feed(self._stream.take_caller_audio())
         return events
