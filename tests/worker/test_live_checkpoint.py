@@ -141,9 +141,9 @@ class SentenceEngine(FakeEngine):
 
 
 @pytest.mark.speech
-@pytest.mark.parametrize("checkpoints", [True, False])
-def test_the_worker_closes_the_segment_where_the_turn_ends_and_then_takes_the_final(checkpoints, monkeypatch,
-                                                                                   tmp_path):
+@pytest.mark.parametrize("checkpoints,veto", [(True, False), (False, False), (True, True)])
+def test_the_worker_closes_the_segment_where_the_turn_ends_and_then_takes_the_final(checkpoints, veto,
+                                                                                   monkeypatch, tmp_path):
     import dataclasses
 
     from test_turn_taking import WAIT_S, call, chunks, load, silence
@@ -154,7 +154,10 @@ def test_the_worker_closes_the_segment_where_the_turn_ends_and_then_takes_the_fi
 
     monkeypatch.setattr(worker_session, "SIGNAL_TIMEOUT_S", WAIT_S)
     engine = SentenceEngine(checkpoints)
-    vad = dataclasses.replace(VadConfig(), smart_turn=False)
+    # With a Smart Turn veto the sentence-final partial does not end the turn: nothing is closed at those
+    # checks (a closed segment's "다" would be read at the next one), and the fallback silence ends it.
+    monkeypatch.setattr(worker_session, "_score", lambda pcm, rate: 0.5)
+    vad = dataclasses.replace(VadConfig(), smart_turn=veto)
     cfg = Config(worker=WorkerConfig(listen=("127.0.0.1", 0), hotwords_dir=str(tmp_path), idle_timeout_s=300, vad=vad))
     w = WorkerThread(cfg, engine).start()
     try:
@@ -162,6 +165,10 @@ def test_the_worker_closes_the_segment_where_the_turn_ends_and_then_takes_the_fi
     finally:
         w.stop()
     final = messages[-1]["data"]
-    assert final["eot"]["reason"] == "sentence_end" and final["text"] == "하면서 걸어갔 다"
+    assert final["text"] == "하면서 걸어갔 다"
     kinds = [k for k, _ in engine.decoder.calls if k != "accept"]
-    assert kinds == (["partial", "checkpoint", "result"] if checkpoints else ["partial", "result"])
+    if veto:
+        assert final["eot"]["reason"] == "silence" and kinds == ["partial", "partial", "result"]
+    else:
+        assert final["eot"]["reason"] == "sentence_end"
+        assert kinds == (["partial", "checkpoint", "result"] if checkpoints else ["partial", "result"])
