@@ -121,5 +121,8 @@ def analyse(logs: list, rows: list[dict[str, Any]], child_stats: dict[str, Any],
         "calls_detail": [{"name": log.name, "utterances": len(log.utterances), "ended_by": log.ended_by,
                           "errors": log.errors, "notes": log.notes} for log in logs],
         "raw": {k: v for k, v in values.items()},
+        # Per reply: why its turn ended (reason, silence, the transcript's verdict, Smart Turn), to tell a
+        # misread ending (sentence_end false) from a transcript that came too late (null).
+        "eot": [eot for eot, _ in eots],
         "agent": child_stats,
     }
