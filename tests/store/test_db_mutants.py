@@ -4,6 +4,7 @@ count as an outage (retry later) rather than a refusal; the DSN chosen from the 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import tempfile
@@ -126,16 +127,43 @@ def test_the_configured_dsn_wins_and_open_database_migrates(db: Database, tmp_pa
     assert "calls" in _tables(open_database(cfg))
 
 
-def test_the_embedded_server_starts_once_and_keeps_its_data() -> None:
-    data = Path(tempfile.mkdtemp(prefix="callagent-dbtest-")) / "pg"
+def _stop(data: Path) -> None:
+    pid = data / "postmaster.pid"
+    if pid.exists():
+        os.kill(int(pid.read_text().split()[0]), signal.SIGTERM)
+
+
+def test_each_data_folder_has_its_own_embedded_server_started_once(tmp_path: Path) -> None:
+    root = Path(tempfile.mkdtemp(prefix="callagent-dbtest-"))
+    nested, existing = root / "var" / "pg", root / "pg2"  # a folder to create with its parent, one already there
+    existing.mkdir()
     try:
-        first = embedded_dsn(data)
-        assert embedded_dsn(data) == first and data.is_dir()
-        with psycopg.connect(first, autocommit=True) as conn:
-            assert conn.execute("SELECT 1").fetchone() == (1,)
-        cfg = parse_config({"store": {"embedded_dir": "pg"}}, base_dir=str(data.parent))
+        first = embedded_dsn(nested)
+        assert embedded_dsn(nested) == first and nested.is_dir()
+        second = embedded_dsn(existing)
+        assert second != first
+        for dsn, folder in ((first, nested), (second, existing)):
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                assert conn.execute("SHOW data_directory").fetchone()[0] == str(folder.resolve())
+        cfg = parse_config({"store": {"embedded_dir": "var/pg"}}, base_dir=str(root))
         assert resolve_dsn(cfg) == first
     finally:
-        pid = data / "postmaster.pid"
-        if pid.exists():
-            os.kill(int(pid.read_text().split()[0]), signal.SIGTERM)
+        _stop(nested)
+        _stop(existing)
+
+
+def test_migrations_and_cuts_are_logged_for_the_operator(db: Database, tmp_path: Path, caplog) -> None:
+    fresh = _empty_database(db)
+    (tmp_path / "001_a.sql").write_text("CREATE TABLE a (v text);")
+    with caplog.at_level(logging.INFO, logger="agent.store.db"):
+        fresh.migrate(tmp_path)
+        watchdog = Watchdog()
+        with db.connect() as conn, pytest.raises(psycopg.OperationalError), watchdog.guard(conn, 0.3):
+            conn.execute("SELECT pg_sleep(60)")
+        closed = db.connect()
+        closed.close()
+        watchdog._cut(closed)  # a connection already gone: nothing to cut, and said so
+    assert watchdog.cuts == 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:2] == ["applied migration 001_a.sql", "database statement past its deadline: connection cut"]
+    assert lines[2].startswith("could not cut a hung database connection: ") and len(lines[2]) > 42
