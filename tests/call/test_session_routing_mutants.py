@@ -205,6 +205,7 @@ def test_a_fork_freeswitch_refuses_hands_the_caller_to_a_human(tmp_path):
     assert s.deps.stats.escalations == Counter({"worker_unavailable": 1})
     assert f"api uuid_setvar {UUID} escalation_reason worker_unavailable" in s.conn.lines()
     assert s.state == "transferred"
+    assert s.deps.cfg.controller.apology in s.deps.prompts.asked
 
 
 # events -------------------------------------------------------------------------------------------------
@@ -312,6 +313,8 @@ def test_a_greeting_that_cannot_play_hands_off_at_once(tmp_path):
     _not_found(s, h)
     assert s.state == "escalating" and s.deps.stats.escalations == Counter({"playback_failed": 1})
     _wait(lambda: "exit" in s.conn.lines())
+    cfg = s.deps.cfg.controller
+    assert cfg.apology in s.deps.prompts.asked and cfg.transfer_notice not in s.deps.prompts.asked  # a fault
 
 
 def test_a_reply_chunk_that_cannot_play_hands_off_only_the_second_time(tmp_path):
@@ -604,7 +607,7 @@ def test_the_recording_is_sealed_after_the_call(tmp_path):
     assert sealed == [(UUID, tmp_path / "rec" / f"{UUID}.wav")]
 
 
-def test_a_recording_never_written_or_failing_to_seal_is_left_alone(tmp_path):
+def test_a_recording_never_written_or_failing_to_seal_is_left_alone(tmp_path, caplog):
     calls: list[Any] = []
 
     def seal(uuid, path):
@@ -617,6 +620,8 @@ def test_a_recording_never_written_or_failing_to_seal_is_left_alone(tmp_path):
     s.recorder.path.write_bytes(b"RIFF")
     s._seal(s.recorder.path)  # the failure is reported, not raised
     assert calls == [s.recorder.path]
+    assert [r.getMessage() for r in caplog.records if r.name == "agent.call.session"] == \
+        [f"call {UUID}: sealing the recording failed"]
 
 
 # the ticker -----------------------------------------------------------------------------------------------
@@ -670,8 +675,8 @@ def test_the_ticker_reprompts_a_silent_caller_only_when_nobody_is_busy(tmp_path)
     assert s.deps.store.events("no_input") == []
     s.fork.caller_speaking = False
     t[0] += 6
-    _wait(lambda: s.deps.store.events("no_input"))
-    assert "여보세요?" in s.deps.prompts.asked
+    _wait(lambda: "여보세요?" in s.deps.prompts.asked)  # the prompt is fetched off the loop
+    assert s.deps.store.events("no_input")[0]["detail"] == {"prompts_used": 1, "give_up": False}
     s.group.kill()
 
 
