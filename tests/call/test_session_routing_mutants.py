@@ -136,6 +136,10 @@ def started(tmp_path, **kw: Any) -> CallSession:
     return s
 
 
+def _logged(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "agent.call.session"]
+
+
 def _wait(cond, limit: float = 5.0) -> None:
     with gevent.Timeout(limit):
         while not cond():
@@ -270,7 +274,7 @@ def test_a_linger_notice_keeps_the_call_and_a_disconnect_ends_it(tmp_path):
     assert s.state == "gone" and s.deps.store.ends()[0]["end_reason"] == "caller_hangup"
 
 
-def test_an_esl_error_while_handling_an_event_does_not_end_the_loop(tmp_path):
+def test_an_esl_error_while_handling_an_event_does_not_end_the_loop(tmp_path, caplog):
     s = started(tmp_path)
     s.voice.on_playback = lambda *a: (_ for _ in ()).throw(CommandFailed("x", "-ERR"))  # type: ignore[method-assign]
     s.conn.event("PLAYBACK_START", utt_id="x", chunk="0")
@@ -278,6 +282,7 @@ def test_an_esl_error_while_handling_an_event_does_not_end_the_loop(tmp_path):
     s.conn.events.put(Closed("eof"))
     s._event_loop()
     assert s.state == "gone"
+    assert f"call {UUID}: ESL error while handling PLAYBACK_START: ['x'] failed: -ERR" in _logged(caplog)
 
 
 def test_playback_events_reach_the_voice(tmp_path):
@@ -555,7 +560,7 @@ def test_a_lost_worker_is_recorded_and_hands_off_only_an_active_call(tmp_path):
 # the teardown ---------------------------------------------------------------------------------------------
 
 
-def test_a_failure_in_the_call_hands_off_then_keeps_reading_events(tmp_path):
+def test_a_failure_in_the_call_hands_off_then_keeps_reading_events(tmp_path, caplog):
     s = make(tmp_path)
 
     def broken(ev):
@@ -567,6 +572,7 @@ def test_a_failure_in_the_call_hands_off_then_keeps_reading_events(tmp_path):
     g.join(5)
     assert s.deps.stats.escalations == Counter({"agent_error": 1})
     assert s.deps.store.ends()[0]["end_reason"] == "transferred"
+    assert f"call {UUID} failed" in _logged(caplog)
 
 
 def test_a_call_that_fails_while_active_is_stored_as_failed_and_stops_listening(tmp_path):
@@ -691,3 +697,34 @@ def test_the_ticker_stops_once_the_call_is_gone_and_expires_playbacks_while_endi
     s.state = "gone"
     gevent.sleep(0.25)
     assert all(g.dead for g in s.group)
+
+
+def test_a_dtmf_event_reaches_the_keypad(tmp_path):
+    s = started(tmp_path)
+    s._on_event(Event({"Event-Name": "DTMF", "Unique-ID": UUID, "DTMF-Digit": "0"}))
+    assert s.state == "escalating"
+    _wait(lambda: "exit" in s.conn.lines())
+
+
+def test_each_way_a_call_ends_is_logged_once_and_ends_its_greenlets(tmp_path, caplog):
+    caplog.set_level("INFO", logger="agent.call.session")
+    for name, why in (("CHANNEL_HANGUP", "hangup"), ("CHANNEL_HANGUP_COMPLETE", "hangup complete")):
+        s = started(tmp_path)
+        sleeper = s.group.spawn(gevent.sleep, 10)
+        caplog.clear()
+        s._on_event(Event({"Event-Name": name, "Unique-ID": UUID}))
+        s._gone("again")
+        gevent.sleep(0)
+        assert _logged(caplog) == [f"call {UUID}: ended ({why})"] and sleeper.dead
+    s = started(tmp_path)
+    caplog.clear()
+    s.conn.events.put(Disconnect("disconnect"))
+    s.conn.events.put(Closed("eof"))
+    s._event_loop()
+    assert _logged(caplog) == [f"call {UUID}: ended (disconnect-notice)"]
+
+
+def test_a_call_gone_before_its_record_existed_ends_quietly(tmp_path):
+    s = make(tmp_path)
+    s._gone("hangup")
+    assert s.state == "gone" and s.deps.store.ops == []
