@@ -110,3 +110,9 @@ def test_banking_never_takes_the_name_and_phone_route(db: Database) -> None:
     ctx = ctx_for(EmbeddedCrm(db), "banking", "김민지요 5678")
     result = verify_identity.run(ctx, {"customer_name": "김민지", "phone_last4": "5678"})
     assert result.data["error"] == "missing" and ctx.state.verified_customer_id is None
+
+
+def test_the_right_digits_with_another_customers_name_verify_nobody(db: Database) -> None:
+    # 5678 ends 김민지's number; 이서준 is another customer: the pair must belong to one person.
+    _refused(ctx_for(EmbeddedCrm(db), "ecommerce", "이서준이고 뒷자리는 5678이에요"),
+             {"customer_name": "이서준", "phone_last4": "5678"}, "no_match", verify_identity.FAILED)
