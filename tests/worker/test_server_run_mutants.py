@@ -123,7 +123,8 @@ def test_a_broken_hotword_file_is_logged_for_the_call(tmp_path, caplog):
         session = asyncio.run(w._open(WatchedConnection(FakeConn([meta(industry="ecommerce")]))))  # type: ignore[arg-type]
     assert session is not None
     ((level, text),) = lines(caplog)
-    assert level == logging.ERROR and text.startswith("call call-1: hotwords not loaded: ") and len(text) > 34
+    assert level == logging.ERROR and text.startswith("call call-1: hotwords not loaded: hotword file ")
+    assert "ecommerce.yaml is not valid YAML" in text
 
 
 def test_the_call_id_is_the_url_path_up_to_the_first_question_mark(tmp_path):
@@ -352,3 +353,82 @@ def test_a_message_over_the_frame_limit_closes_its_fork_1009(tmp_path):
                 return ws.close_code
 
         assert asyncio.run(call()) == 1009
+
+
+# --- more of the server's wiring --------------------------------------------------------------------------
+
+def test_the_fork_token_is_the_hmac_of_the_call_id():
+    # `printf abc | openssl dgst -sha256 -hmac k`, first 32 hex characters
+    assert worker_server.fork_token("k", "abc") == "342e519ce0ad6c03a36b98eeb3f1d130"
+    assert worker_server.fork_token("k", "abd") != worker_server.fork_token("k", "abc")
+
+
+def test_every_connection_is_counted(tmp_path):
+    w = make_worker(tmp_path)
+    for _ in range(3):
+        asyncio.run(w._handle(FakeConn([b"\1\2"])))  # type: ignore[arg-type]
+    assert w.stats()["connections"] == 3 and w.stats()["active"] == 0
+
+
+class Silent(FakeConn):
+    """Metadata, then no audio at all: the peer is gone without closing."""
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        while self.closed is None:
+            await asyncio.sleep(0.01)
+        return
+        yield
+
+
+def test_a_connected_fork_that_sends_no_audio_is_closed_idle(tmp_path):
+    w = make_worker(tmp_path, idle_timeout_s=0.05)
+    conn = Silent([meta()])
+    asyncio.run(asyncio.wait_for(w._handle(conn), 10))  # type: ignore[arg-type]
+    assert conn.closed == (1001, "idle") and w.idle_closed == 1 and w.stats()["active"] == 0
+
+
+def test_each_call_end_may_trim_the_heap_and_a_stopped_pool_is_no_error(tmp_path):
+    from agent.worker.server import HeapTrim
+
+    trims: list[int] = []
+    w = make_worker(tmp_path)
+    w.heap = HeapTrim(every_s=0.0, trim=lambda: trims.append(1))
+    asyncio.run(w._handle(FakeConn([b"\1\2"])))  # type: ignore[arg-type]
+    asyncio.run(w._handle(FakeConn([b"\1\2"])))  # type: ignore[arg-type]
+    assert len(trims) == 2 and w.stats()["heap_trims"] == 2
+    assert w._executor is not None
+    w._executor.shutdown()
+    asyncio.run(w._handle(FakeConn([b"\1\2"])))  # type: ignore[arg-type]  # the worker is stopping: no trim, no error
+    assert len(trims) == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_worker_listens_on_the_configured_port_and_serves_a_client_offering_no_subprotocol(tmp_path):
+    port = _free_port()
+    with WorkerThread(make_cfg(tmp_path, listen=("127.0.0.1", port)), FakeAsr()) as t:
+        assert t.port == port
+
+        async def call() -> object:
+            async with connect(f"ws://127.0.0.1:{port}/call-1") as ws:  # libwebsockets may offer none
+                await ws.send(meta())
+                await ws.send(bytes(640))
+                return ws.subprotocol
+
+        assert asyncio.run(call()) is None
+
+
+def test_a_worker_that_cannot_listen_says_why(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        t = WorkerThread(make_cfg(tmp_path, listen=("127.0.0.1", port)), FakeAsr())
+        with pytest.raises(RuntimeError, match="^worker failed to start: .*address already in use"):
+            t.start()
+        with pytest.raises(RuntimeError, match="^worker thread already started$"):
+            t.start()
