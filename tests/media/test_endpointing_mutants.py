@@ -161,3 +161,17 @@ def test_no_onset_when_barge_in_is_off_or_not_shorter_than_min_speech():
         _, events = run("vv.....vvvv", barge_in_ms=barge_in, min_speech_ms=60)
         assert of(events, SpeechOnset) == []
         assert [e.onset_sent for e in of(events, SpeechDropped)] == [False]
+
+
+def test_the_quiet_tail_of_a_forced_end_does_not_pad_the_next_utterance():
+    # Forced at the maximum length during a silence: the silence after the cut is not used as the next prefix.
+    _, events = run("vvvvv" + "." * 15 + "vvv", max_utterance_s=0.4, sentence_end_ms=900, audio_model_ms=950,
+                    end_silence_ms=1000)
+    assert [e.forced for e in of(events, SpeechEnded)] == [True]
+    second = of(events, SpeechStarted)[1]
+    assert [index_of(second.audio[i:i + 640]) for i in range(0, len(second.audio), 640)] == [20, 21, 22]
+
+
+def test_an_onset_is_dropped_after_exactly_the_start_gap_of_silence():
+    _, events = run("v......")  # the default start gap: 100 ms, five frames
+    assert [round(e.at, 6) for e in of(events, SpeechDropped)] == [0.12]
