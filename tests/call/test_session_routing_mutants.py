@@ -548,10 +548,11 @@ def test_a_hang_up_during_a_hand_off_is_allowed_and_after_the_end_is_not(tmp_pat
     s2.group.kill()
 
 
-def test_a_lost_worker_is_recorded_and_hands_off_only_an_active_call(tmp_path):
+def test_a_lost_worker_is_recorded_and_hands_off_only_an_active_call(tmp_path, caplog):
     s = started(tmp_path)
     s.state = "ending"
     s.worker_lost("no heartbeat")
+    assert _logged(caplog) == [f"call {UUID}: speech worker unavailable (no heartbeat); handing the caller to a human"]
     assert s.deps.store.events("fork_failed")[-1]["detail"] == {"reason": "no heartbeat"}
     assert s.state == "ending"
     s.group.kill()
@@ -578,8 +579,10 @@ def test_a_failure_in_the_call_hands_off_then_keeps_reading_events(tmp_path, cap
 def test_a_call_that_fails_while_active_is_stored_as_failed_and_stops_listening(tmp_path):
     s = started(tmp_path)
     s.group.kill()
+    s.hangup_cause = "NORMAL_TEMPORARY_FAILURE"
     s._teardown()
     assert s.deps.store.ends()[0]["end_reason"] == "failed"
+    assert s.deps.store.ends()[0]["hangup_cause"] == "NORMAL_TEMPORARY_FAILURE"
     assert f"api uuid_audio_fork {UUID} stop callagent" in s.conn.lines() and s.conn.closed
 
 
@@ -728,3 +731,27 @@ def test_a_call_gone_before_its_record_existed_ends_quietly(tmp_path):
     s = make(tmp_path)
     s._gone("hangup")
     assert s.state == "gone" and s.deps.store.ops == []
+
+
+def test_the_first_typed_key_masks_the_recording_and_restarts_the_silence_clock(tmp_path):
+    s = started(tmp_path, recording_dir=str(tmp_path / "rec"))
+    s.clock = lambda: 777.0  # type: ignore[method-assign]
+    s._on_dtmf("1")
+    assert s.idle.last_activity == 777.0
+    assert s.conn.lines()[-1] == f"api uuid_record {UUID} mask {tmp_path / 'rec' / UUID}.wav"
+    assert s.deps.store.events("recording_masked")[0]["detail"] == {"why": "keypad"}
+    s.group.kill()
+
+
+def test_typed_keys_are_stored_masked_as_an_entry_and_a_menu_key_as_pressed(tmp_path):
+    s = started(tmp_path)
+    for d in "123":
+        s._on_dtmf(d)
+    keys = s.deps.store.events("dtmf")
+    assert [k["detail"] for k in keys] == [{"digit": None, "entry": True, "masked": True}] * 3
+    s2 = started(tmp_path)
+    s2._on_dtmf("*")
+    s2.record.event("no_input")
+    assert s2.deps.store.events("dtmf")[0]["detail"] == {"digit": "*"}
+    s.group.kill()
+    s2.group.kill()
