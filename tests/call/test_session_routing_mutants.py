@@ -753,5 +753,10 @@ def test_typed_keys_are_stored_masked_as_an_entry_and_a_menu_key_as_pressed(tmp_
     s2._on_dtmf("*")
     s2.record.event("no_input")
     assert s2.deps.store.events("dtmf")[0]["detail"] == {"digit": "*"}
+    s3 = started(tmp_path)
+    s3.record.turn(2, "agent", "카드 번호를 입력해 주세요", started_at="t")  # a secure entry: each key at once
+    s3._on_dtmf("4")
+    assert s3.deps.store.events("dtmf")[0]["detail"] == {"digit": None, "entry": True, "masked": True}
     s.group.kill()
     s2.group.kill()
+    s3.group.kill()
