@@ -207,10 +207,10 @@ class ControllerConfig:
 class VadConfig:
     aggressiveness: int = 2
     min_speech_ms: int = 300
-    # Fallback end of turn: this much silence ends the turn whatever the transcript says. Counted from the
-    # last frame of real voice (tail_drop_db), so 1000 here waits about what 900 did after webrtcvad's
-    # hangover: an 800 ms hesitation reads as 850-950 ms of silence.
-    end_silence_ms: int = 1000
+    # Fallback end of turn: this much silence ends the turn whatever the transcript says. Silence as the VAD
+    # hears it (a fading word tail counts as voice), unlike the fast paths: counted from the last frame of
+    # real voice, an 800 ms hesitation after a quiet word end reached 1000 ms.
+    end_silence_ms: int = 900
     prefix_pad_ms: int = 200
     max_utterance_s: float = 30.0
     # ASR starts speculatively after this much silence; if the caller stays silent until the turn ends

@@ -172,6 +172,7 @@ class Endpointer:
         # so a backchannel's fading tail (webrtcvad's hangover) does not count toward it.
         self._loud = 0
         self._gap = 0
+        self._vad_gap = 0  # silence as webrtcvad hears it (fading tails voiced): the fallback's count
         self._last_voiced_idx = 0
         self._paused = False  # a SpeechPaused went out since the last voiced frame
         self._checked = False  # a TurnCheck went out since the last voiced frame
@@ -204,6 +205,9 @@ class Endpointer:
             voiced = loud
         if heard:
             self._voiced += 1
+            self._vad_gap = 0
+        else:
+            self._vad_gap += 1
         if heard and loud:
             self._loud += 1
         if voiced:
@@ -232,7 +236,8 @@ class Endpointer:
             if self._gap in self._check_frames:
                 self._checked = True
                 events.append(self._check(now))
-            ended = self._policy.decide(self._gap * self._frame_ms, self._signals)
+            ended = self._policy.decide(self._gap * self._frame_ms, self._signals,
+                                        vad_silence_ms=self._vad_gap * self._frame_ms)
             if ended is not None:
                 return [*events, self._finish(now, ended)]
         if len(self._buf) - self._onset_idx >= self._max_frames:
@@ -245,7 +250,7 @@ class Endpointer:
         if self._state is not State.SPEAKING or utterance != self._utterance or not self._checked:
             return []
         self._signals = signals
-        ended = self._policy.decide(self._gap * self._frame_ms, signals)
+        ended = self._policy.decide(self._gap * self._frame_ms, signals, vad_silence_ms=self._vad_gap * self._frame_ms)
         return [self._finish(now, ended)] if ended is not None else []
 
     def flush(self, t: float) -> list[Event]:
@@ -268,6 +273,7 @@ class Endpointer:
         self._voiced = 1
         self._loud = 1
         self._gap = 0
+        self._vad_gap = 0
         self._paused, self._checked, self._signals = False, False, NO_SIGNALS
         self._last_voiced_idx = self._onset_idx
 

@@ -79,11 +79,14 @@ class TurnEndPolicy:
             return self.veto > 0
         return signals.sentence_end is None and silence_ms >= self.audio_model_ms and self.threshold <= 1
 
-    def decide(self, silence_ms: int, signals: TurnSignals) -> TurnEnd | None:
-        """The turn end after `silence_ms` of silence, or None to keep listening."""
+    def decide(self, silence_ms: int, signals: TurnSignals, *, vad_silence_ms: int | None = None) -> TurnEnd | None:
+        """The turn end after `silence_ms` of silence, or None to keep listening. `vad_silence_ms`, where the
+        driver counts it apart, is the silence as the VAD hears it (a word's fading tail counted as voice):
+        the fallback waits for that, so a long hesitation after a quiet word end is not cut sooner than
+        before; the fast paths count from the last frame of real voice."""
         ends = signals.sentence_end
         score = signals.smart_turn if self.use_smart_turn else None
-        if silence_ms >= self.fallback_ms:
+        if (silence_ms if vad_silence_ms is None else vad_silence_ms) >= self.fallback_ms:
             return TurnEnd(SILENCE, silence_ms, ends, score)
         if ends is True and silence_ms >= self.sentence_end_ms and (score is None or score >= self.veto):
             return TurnEnd(SENTENCE_END, silence_ms, ends, score)

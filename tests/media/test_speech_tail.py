@@ -59,8 +59,10 @@ def test_the_end_of_turn_silence_counts_from_the_last_loud_frame():
     events = push(Endpointer(cfg()), frames)
     [check] = [(i, e) for i, e in events if isinstance(e, TurnCheck)][:1]
     assert check[0] == 41 and check[1].end == pytest.approx(30 * F)  # 240 ms after frame 29 ended
+    # No transcript: the fallback waits for 900 ms of silence as the VAD hears it, after the fading frames.
     [(_, ended)] = [(i, e) for i, e in events if isinstance(e, SpeechEnded)]
-    assert ended.end == pytest.approx(30 * F) and ended.decided_at == pytest.approx(30 * F + 0.9)
+    assert ended.end == pytest.approx(30 * F) and ended.decided_at == pytest.approx(36 * F + 0.9)
+    assert ended.eot.reason == "silence" and ended.eot.silence_ms == 1020
     # The fading frames still count as voice for the utterance's length (barge-in confirmation, pauses).
     [(_, paused)] = [(i, e) for i, e in events if isinstance(e, SpeechPaused)]
     assert paused.voiced_ms == 36 * 20
@@ -123,3 +125,25 @@ def test_on_the_phone_band_the_speech_end_is_near_where_the_voice_falls_below_mi
 
     assert abs(speech_end(30) - source_end) <= 0.04
     assert speech_end(0) - source_end >= 0.08  # webrtcvad's hangover alone
+
+
+def test_a_sentence_final_transcript_ends_240_ms_after_the_real_voice_even_over_a_fading_tail():
+    from agent.media.turn_end import TurnSignals
+
+    ep = Endpointer(cfg())
+    events = push(ep, [LOUD] * 30 + [FADING] * 6 + [QUIET] * 6)  # the check comes at frame 41
+    check = [e for _, e in events if isinstance(e, TurnCheck)][-1]
+    [ended] = ep.set_signals(check.utterance, TurnSignals(text="배송 조회해 주세요"), 42 * F)
+    assert ended.eot.reason == "sentence_end" and ended.eos_wait_ms == 240 and ended.end == pytest.approx(30 * F)
+
+
+def test_the_fallback_counts_the_silence_the_vad_hears():
+    from agent.config import VadConfig as Cfg
+    from agent.media.turn_end import TurnEndPolicy, TurnSignals
+
+    policy = TurnEndPolicy(Cfg(end_silence_ms=900, smart_turn=False))
+    open_text = TurnSignals(text="주문 번호 는")
+    assert policy.decide(1000, open_text, vad_silence_ms=880) is None
+    end = policy.decide(1020, open_text, vad_silence_ms=900)
+    assert end is not None and end.reason == "silence" and end.silence_ms == 1020
+    assert policy.decide(900, open_text).reason == "silence"  # one count: the same silence for both
