@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from tool_support import tool_ctx
 
-from agent.dialog.policy import Escalate
 from agent.dialog.tools import check_delivery, escalate_to_human
 from agent.dialog.tools.base import (
     NEED_IDENTITY_BANKING,
@@ -148,15 +147,3 @@ def test_amounts_in_won(amount: Any, said: str) -> None:
     ("ABC", "은/는", "ABC는")])
 def test_particles_follow_the_last_syllable(word: str, pair: str, said: str) -> None:
     assert josa(word, pair) == said
-
-
-def test_escalate_to_human_hands_over_with_the_reason_noted() -> None:
-    ctx = tool_ctx(None)
-    result = escalate_to_human.run(ctx, {"reason": "환불 요청" + "가" * 200, "priority": "긴급"})
-    assert result.ok and result.data == {"transferring": True} and isinstance(result.escalate, Escalate)
-    assert result.escalate.reason == "llm_tool" and ctx.state.tried[0] == "AI 판단: 환불 요청" + "가" * 95
-    assert "AI 판단: 환불 요청" in result.escalate.summary
-    normal = escalate_to_human.run(tool_ctx(None), {"reason": "환불 요청"})
-    assert normal.escalate is not None and normal.escalate.priority > result.escalate.priority  # urgent first
-    silent = tool_ctx(None)
-    assert escalate_to_human.run(silent, {}).ok and not any("AI 판단" in t for t in silent.state.tried)
