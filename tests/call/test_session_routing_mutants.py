@@ -760,3 +760,48 @@ def test_typed_keys_are_stored_masked_as_an_entry_and_a_menu_key_as_pressed(tmp_
     s.group.kill()
     s2.group.kill()
     s3.group.kill()
+
+
+def test_a_break_is_timed_on_the_calls_clock_and_every_one_is_counted(tmp_path):
+    s = started(tmp_path)
+    ticks = iter([10.0, 10.0123, 20.0, 20.5])
+    s.clock = lambda: next(ticks)  # type: ignore[method-assign]
+    s.act(Action.BREAK, "voiced")
+    s.act(Action.BREAK, "words")
+    assert [e["detail"]["break_ms"] for e in s.deps.store.events("barge_in")] == [12.3, 500.0]
+    assert s.deps.stats.barge_ins == 2
+    s.group.kill()
+
+
+def test_every_hand_off_is_counted_by_its_reason(tmp_path):
+    s = started(tmp_path)
+    s.escalate("dtmf")
+    s.state = "active"
+    s.escalate("dtmf")
+    assert s.deps.stats.escalations == Counter({"dtmf": 2})
+    s.group.kill()
+
+
+def test_a_break_over_only_a_filler_spares_a_turn_with_nothing_to_say_yet(tmp_path):
+    s = started(tmp_path)
+    s.voice.break_all()
+    path = s.voice.prompt_path("잠시만요")
+    turn = s.start_turn({"text": "배송"})  # not run yet: no audio, its reply handle set aside
+    turn.handle.synthesis_done = True
+    s.voice.play_file("잠시만요", path, kind="filler", interruptible=True)
+    s.act(Action.BREAK, "words")
+    assert not turn.cancelled
+    turn.handle.add("네", "/x.wav", 1.0)  # once it has audio, a break cancels it
+    s.voice.play_file("잠시만요", path, kind="filler", interruptible=True)
+    s.act(Action.BREAK, "words")
+    assert turn.cancelled
+    s.group.kill()
+
+
+def test_a_turn_starts_at_the_calls_time_and_a_preview_is_held(tmp_path):
+    s = started(tmp_path)
+    s.clock = lambda: 321.0  # type: ignore[method-assign]
+    turn = s.start_turn({"text": "하나"})
+    held = s.start_turn({"text": "둘"}, held=True)
+    assert turn.t_in == 321.0 and not turn.held and held.held
+    s.group.kill()
