@@ -147,3 +147,14 @@ def test_amounts_in_won(amount: Any, said: str) -> None:
     ("ABC", "은/는", "ABC는")])
 def test_particles_follow_the_last_syllable(word: str, pair: str, said: str) -> None:
     assert josa(word, pair) == said
+
+
+def test_a_ten_digit_caller_id_is_a_phone_number() -> None:
+    """Old 011 mobiles and Seoul landlines have ten digits; they prove their owner like eleven-digit ones."""
+    assert is_verified_for(tool_ctx(Crm("0111234567"), "011-123-4567"), "C1")
+    ctx = tool_ctx(Crm("0212345678"), "+82 2-1234-5678")
+    assert caller_customer(ctx) == "C1" and ctx.state.verified_by == "caller_id"
+
+
+def test_a_latin_word_takes_the_particle_without_a_final_consonant() -> None:
+    assert josa("data", "은/는") == "data는" and josa("Wi-Fi", "을/를") == "Wi-Fi를"
