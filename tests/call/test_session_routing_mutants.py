@@ -805,3 +805,22 @@ def test_a_turn_starts_at_the_calls_time_and_a_preview_is_held(tmp_path):
     held = s.start_turn({"text": "둘"}, held=True)
     assert turn.t_in == 321.0 and not turn.held and held.held
     s.group.kill()
+
+
+def test_a_hand_off_without_a_dialog_has_no_summary(tmp_path):
+    s = started(tmp_path)
+    s.conv = None
+    s.escalate("agent_error", failure=True)
+    _wait(lambda: "exit" in s.conn.lines())
+    assert f"api uuid_setvar {UUID} ai_summary -" in s.conn.lines()
+
+
+def test_the_ticker_keeps_expiring_playbacks_during_a_hand_off(tmp_path):
+    t = [1000.0]
+    s = make(tmp_path)
+    s.clock = lambda: t[0]  # type: ignore[method-assign]
+    s._setup()
+    s.state = "escalating"
+    t[0] += 100
+    _wait(lambda: s.deps.store.events("playback_lost"))
+    s.group.kill()
