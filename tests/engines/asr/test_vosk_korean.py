@@ -138,7 +138,10 @@ async def _worker_transcript(port: int, pcm16k: bytes, call_id: str) -> list[dic
 def test_korean_cer_through_the_worker(vosk, speech, tmp_path):
     clips = korean_clips()
     assert len(clips) >= 10
-    cfg = Config(worker=WorkerConfig(listen=("127.0.0.1", 0), hotwords_dir=str(tmp_path), asr_timeout_s=120))
+    # The clips are sent unpaced, then the test only listens while Vosk catches up: on a loaded machine that
+    # can outlast the 10 s no-audio rule meant for a real fork (which sends a frame every 20 ms).
+    cfg = Config(worker=WorkerConfig(listen=("127.0.0.1", 0), hotwords_dir=str(tmp_path), asr_timeout_s=120,
+                                     idle_timeout_s=120))
     pcm = {name: resample(*read_clip(name), 16000).tobytes() for name, _ in clips}
 
     async def run_all(port: int) -> dict[str, list[dict]]:
