@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.config import ConfigError, Section
+from agent.config_reader import ConfigError, Section
 
 GPU_ENGINES = ("vibevoice-vllm", "vibevoice-transformers", "vibevoice-streaming", "vibevoice-realtime")
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 
-from agent.config import ConfigError
+from agent.config_reader import ConfigError
 from agent.dialog.crm import CrmAdapter, RestCrm
 from agent.dialog.knowledge import KnowledgeBase, index_paths
 from agent.dialog.packs import Pack, load_pack

@@ -179,7 +179,7 @@ def index_configured(db: Database, dialog: Mapping[str, object], paths: Sequence
 
     Raises ConfigError for an unknown pack or an unset api_key_env, FileNotFoundError for a missing path.
     """
-    from agent.config import ConfigError
+    from agent.config_reader import ConfigError
     from agent.dialog.settings import PACKS, parse_dialog_settings
 
     if pack is not None and pack not in PACKS:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config import ConfigError, Section
+from agent.config_reader import ConfigError, Section
 
 POLICIES = ("scripted", "llm")
 PACKS = ("ecommerce", "banking", "telecom")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.config import ConfigError
+from agent.config_reader import ConfigError
 from agent.engines.errors import EngineUnavailable
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import ConfigError
+from agent.config_reader import ConfigError
 from agent.dialog.factory import create_policy
 from agent.dialog.llm_policy import LlmPolicy
 from agent.dialog.policy import CallInfo, Say

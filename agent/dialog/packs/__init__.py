@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.config import ConfigError, Section
+from agent.config_reader import ConfigError, Section
 from agent.privacy import notice
 
 PACKS_DIR = Path(__file__).resolve().parent

@@ -22,7 +22,7 @@ import numpy as np
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from agent.config import ConfigError, Section
+from agent.config_reader import ConfigError, Section
 from agent.engines.asr import vibevoice_format as fmt
 from agent.engines.asr.base import AsrContext, AsrResult, AsrSegment
 from agent.engines.errors import EngineError, EngineUnavailable

@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from agent.config import Section
+from agent.config_reader import Section
 from agent.engines.asr import vibevoice_format as fmt
 from agent.engines.asr.base import AsrContext, AsrResult
 from agent.engines.errors import EngineError, EngineUnavailable

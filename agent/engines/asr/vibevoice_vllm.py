@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from agent.config import ConfigError, Section
+from agent.config_reader import ConfigError, Section
 from agent.engines.asr import vibevoice_format as fmt
 from agent.engines.asr.base import AsrContext, AsrResult
 from agent.engines.errors import EngineError, EngineUnavailable

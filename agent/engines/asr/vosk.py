@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.config import Section
+from agent.config_reader import Section
 from agent.engines.asr.base import AsrContext, AsrResult, AsrSegment
 from agent.engines.errors import EngineError, EngineUnavailable
 from agent.media.resample import StreamResampler

@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape, quoteattr
 import httpx
 import numpy as np
 
-from agent.config import Section
+from agent.config_reader import Section
 from agent.engines.errors import EngineError, EngineUnavailable
 from agent.engines.tts.base import AudioChunk
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from agent.config import Section
+from agent.config_reader import Section
 from agent.engines.errors import EngineError, EngineUnavailable
 from agent.engines.tts.base import AudioChunk
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.config import Section
+from agent.config_reader import Section
 from agent.engines.errors import EngineError, EngineUnavailable
 from agent.engines.tts.base import AudioChunk
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.config import ConfigError, Section
+from agent.config_reader import ConfigError, Section
 from agent.engines.errors import EngineError, EngineUnavailable
 from agent.engines.loading import require_model_files
 from agent.engines.tts.base import AudioChunk

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import ConfigError
+from agent.config_reader import ConfigError
 from agent.engines.errors import EngineError, EngineUnavailable
 from agent.engines.tts import espeak
 

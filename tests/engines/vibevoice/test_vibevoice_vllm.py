@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from vv_servers import Reply, ScriptedOpenAI
 
-from agent.config import ConfigError
+from agent.config_reader import ConfigError
 from agent.engines.asr import hotwords
 from agent.engines.asr.base import AsrContext, AsrSegment
 from agent.engines.asr.vibevoice_vllm import create
