@@ -156,6 +156,23 @@ def test_call_scripts(tmp_path):
     assert [type(s) for s in load_steps].count(WaitPlayback) == 2  # each turn waits for its reply to start
 
 
+def test_gated_clip_silences_only_the_lead_in(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    rate = 8000
+    rng = np.random.default_rng(7)
+    noise = (rng.standard_normal(rate // 2) * 10 ** (-50 / 20)).astype(np.float32)  # room noise, −50 dBFS
+    t = np.arange(rate) / rate
+    speech = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    tail = (rng.standard_normal(rate // 4) * 10 ** (-50 / 20)).astype(np.float32)
+    sf.write(tmp_path / "in.wav", np.concatenate([noise, speech, tail]), rate, subtype="PCM_16")
+    out, got_rate = sf.read(c.gated_clip(tmp_path / "in.wav", tmp_path / "out.wav"), dtype="float32")
+    assert got_rate == rate and len(out) == rate // 2 + rate + rate // 4
+    assert not out[: rate // 2].any()  # the noise before the speech is gone
+    np.testing.assert_allclose(out[rate // 2:], np.concatenate([speech, tail]), atol=1e-4)  # the rest as recorded
+
+
 def test_korean_clips_from_the_manifest(tmp_path):
     head = "file\tlanguage\tduration_s\tsample_rate\tspeakers\treference_transcript\n"
     rows = ["ko/a.flac\tko\t9.0\t16000\t1\t-", "ko/b.flac\tko\t4.0\t16000\t1\t하나", "ko/c.flac\tko\t15.0\t16000\t1\t-",

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import soundfile as sf
+
 from agent.sim import CallLog, CallScript
 
 IDLE = {"settle_ms": 300, "timeout_s": 90}
@@ -55,12 +58,29 @@ def render_speech(text: str, out: Path, voice: str = "ko") -> Path:
     return out
 
 
+def gated_clip(src: Path, out: Path, speech_dbfs: float = -35.0, frame_s: float = 0.02) -> Path:
+    """A recording with everything before its first voiced frame (RMS ≥ `speech_dbfs`) silenced.
+
+    A recording opens with room noise that the VAD may take for speech before the simulator's −40 dBFS onset,
+    which would make the onset → uuid_break time meaningless; the speech itself is left as recorded.
+    """
+    audio, rate = sf.read(str(src), dtype="float32", always_2d=True)
+    x = audio[:, 0].copy()
+    n = max(1, int(rate * frame_s))
+    frames = x[: len(x) // n * n].reshape(-1, n)
+    rms_db = 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    voiced = np.flatnonzero(rms_db >= speech_dbfs)
+    if len(voiced):
+        x[: int(voiced[0]) * n] = 0.0
+    sf.write(str(out), x, rate, subtype="PCM_16")
+    return out
+
+
 def latency_script(i: int, clips: Sequence[Clip], barge_wav: Path | None) -> CallScript:
     """Greeting, two caller turns, then speech over the agent's reply (barge-in).
 
-    Turns use real recordings when available; the barge-in uses `barge_wav` (espeak-ng, not injected): the
-    recordings open with room noise that the VAD may take for speech before the simulator's −40 dBFS onset,
-    which would make the onset → uuid_break time meaningless.
+    Turns use real recordings when available; the barge-in uses `barge_wav` (a recording whose lead-in is
+    silenced by `gated_clip`, or espeak-ng speech; never an injected transcript).
     """
     if clips and barge_wav is not None:
         a, b = (clips[(2 * i + k) % len(clips)] for k in range(2))

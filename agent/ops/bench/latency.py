@@ -47,8 +47,11 @@ def run(cfg: Config, work_dir: Path, speech_dir: Path, *, calls: int | None = No
     n = calls or (QUICK_CALLS if quick else DEFAULT_CALLS)
     clips = c.korean_clips(speech_dir)
     (work_dir / "latency").mkdir(parents=True, exist_ok=True)
-    barge_wav = c.render_speech(c.BARGE_TEXT, work_dir / "latency" / "barge.wav") if clips else None
-    scripts = [c.latency_script(i, clips, barge_wav) for i in range(n)]
+    # The barge-in is a real recording too (the call's third clip, lead-in silenced): espeak-ng's Korean read
+    # through 8 kHz μ-law is not speech Vosk can transcribe, so its ending could never be read.
+    barges = [c.gated_clip(clips[(2 * i + 2) % len(clips)].path, work_dir / "latency" / f"barge-{i}.wav")
+              for i in range(n)] if clips else []
+    scripts = [c.latency_script(i, clips, barges[i] if barges else None) for i in range(n)]
     bench_db = BenchDatabase(cfg)
     try:
         stack = AgentStack(cfg, work_dir / "latency", bench_db.dsn, asr_engine=cfg.worker.asr_engine,
@@ -107,8 +110,8 @@ def analyse(logs: list, rows: list[dict[str, Any]], child_stats: dict[str, Any],
     worker_ready, controller_ready = stack.worker.ready, stack.controller.ready
     return {
         "calls": calls, "stagger_s": STAGGER_S, "speed": 1.0, "wall_s": round(wall_s, 1),
-        "caller_audio": "turns: real Korean recordings; barge-in: espeak-ng speech (all recognised by the ASR "
-        "engine)" if clips else "espeak-ng say_text (transcript injected: ASR skipped)",
+        "caller_audio": "turns and barge-in: real Korean recordings (the barge-in's lead-in silenced; all "
+        "recognised by the ASR engine)" if clips else "espeak-ng say_text (transcript injected: ASR skipped)",
         "engines": {"asr": worker_ready.get("engine"), "tts": controller_ready.get("tts"),
                     "dialog": controller_ready.get("policy")},
         "parts": parts,
