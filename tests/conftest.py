@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from agent.ops.logs import CALL_ID
 from agent.store.db import Database, embedded_dsn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +20,15 @@ SPEECH = REPO.parent / "shared" / "speech"
 
 # A server already running (tools/mutation/run.py starts one for a whole mutation run): reused, not started.
 PG_DSN_ENV = "CALLAGENT_TEST_PG_DSN"
+
+
+@pytest.fixture(autouse=True)
+def _no_call_id_left_bound() -> Iterator[None]:
+    """A test that drives a call session on the main thread binds that call's id there (in production each call
+    has its own greenlet); the tests after it must not log under that id."""
+    CALL_ID.set(None)
+    yield
+    CALL_ID.set(None)
 
 
 @pytest.fixture(scope="session")
