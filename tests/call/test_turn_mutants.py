@@ -22,6 +22,7 @@ from agent.call.speech import SpeechHandle
 from agent.call.turn import Turn, TurnContext
 from agent.dialog.policy import EndCall, Escalate, Filler, Say, ToolUsed
 from agent.dialog.state import current_turn
+from agent.ops.logs import bind_call
 from tests.call.fast_fakes import UUID, Clock, FakeConn, FakePrompts, FakeStore
 
 
@@ -37,6 +38,13 @@ class TickingStore(FakeStore):
     def submit(self, op: str, **fields: Any) -> None:
         self.clock.t += self.step
         super().submit(op, **fields)
+
+
+@pytest.fixture(autouse=True)
+def _call_id_bound() -> None:
+    """A turn runs in its call's greenlet, where the session has bound the call id (agent.ops.logs.bind_call);
+    the shared conftest unbinds it after each test."""
+    bind_call(UUID)
 
 
 class SpyVoice(Voice):
