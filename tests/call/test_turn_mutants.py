@@ -325,12 +325,7 @@ def test_a_dialog_past_the_turn_timeout_hands_off_with_agent_timeout(tmp_path, m
 def test_a_cancelled_turn_stops_queueing_and_neither_hands_off_nor_hangs_up(tmp_path, monkeypatch):
     call = Call(tmp_path, monkeypatch, [Say("하나"), Say("둘"), EndCall()])
     turn = call.turn()
-    orig = call.voice.queue
-
-    def queue_and_cancel(handle, *a, **k):
-        orig(handle, *a, **k)
-        turn.cancel()
-    call.voice.queue = queue_and_cancel  # type: ignore[method-assign]
+    _cancel_after_first_queue(call, turn)
     turn.run()
     assert len(call.conn.playbacks()) == 1 and call.steps == [] and call.voice.waits == []
     assert call.agent_turns()[0]["text"] == "하나"
@@ -344,15 +339,21 @@ def test_a_cancelled_turn_that_fails_stays_silent(tmp_path, monkeypatch):
     assert call.steps == []
 
 
-def test_a_cancel_during_tts_stops_the_sentence(tmp_path, monkeypatch):
-    call = Call(tmp_path, monkeypatch, [Say("길게")], parts=3)
-    turn = call.turn()
+def _cancel_after_first_queue(call: Call, turn: Turn) -> None:
+    """The caller barges in just as the first chunk is queued."""
     orig = call.voice.queue
 
     def queue_and_cancel(handle, *a, **k):
         orig(handle, *a, **k)
         turn.cancel()
     call.voice.queue = queue_and_cancel  # type: ignore[method-assign]
+
+
+
+def test_a_cancel_during_tts_stops_the_sentence(tmp_path, monkeypatch):
+    call = Call(tmp_path, monkeypatch, [Say("길게")], parts=3)
+    turn = call.turn()
+    _cancel_after_first_queue(call, turn)
     turn.run()
     assert len(call.conn.playbacks()) == 1
 
@@ -489,12 +490,7 @@ def test_each_spoken_piece_with_text_is_its_own_group(tmp_path, monkeypatch):
 def test_a_cancel_mid_dialog_closes_it_inside_the_turn_scope(tmp_path, monkeypatch):
     call = Call(tmp_path, monkeypatch, [Say("하나"), Say("둘")])
     turn = call.turn()
-    orig = call.voice.queue
-
-    def queue_and_cancel(handle, *a, **k):
-        orig(handle, *a, **k)
-        turn.cancel()
-    call.voice.queue = queue_and_cancel  # type: ignore[method-assign]
+    _cancel_after_first_queue(call, turn)
     turn.run()
     assert call.conv.closed and call.conv.closed_scope == turn.turn_id
 
@@ -502,12 +498,7 @@ def test_a_cancel_mid_dialog_closes_it_inside_the_turn_scope(tmp_path, monkeypat
 def test_a_cancel_during_tts_closes_the_engines_stream(tmp_path, monkeypatch):
     call = Call(tmp_path, monkeypatch, [Say("길게")], parts=3)
     turn = call.turn()
-    orig = call.voice.queue
-
-    def queue_and_cancel(handle, *a, **k):
-        orig(handle, *a, **k)
-        turn.cancel()
-    call.voice.queue = queue_and_cancel  # type: ignore[method-assign]
+    _cancel_after_first_queue(call, turn)
     turn.run()
     assert call.speaker.closed == 1 and len(call.conn.playbacks()) == 1
     assert call.speaker.closed_in is not threading.current_thread()  # closed from the pool, not left to the GC
