@@ -37,6 +37,9 @@ class Module:
     tests: tuple[str, ...]  # pure, fast tests that cover it (never the database or a whole call)
     deselect: tuple[str, ...] = ()  # node ids left out: slow or needing the embedded database
     database: bool = False  # its tests need PostgreSQL: one server is started for the whole run
+    # mutmut gives a mutant (tests' time + 1 s) × this before calling it a timeout (its default is 15): a module
+    # whose mutants often hang a loop on a socket sets it lower so that each hang costs seconds, not half a minute.
+    timeout_multiplier: float = 15.0
 
     @property
     def name(self) -> str:
@@ -63,7 +66,7 @@ MODULES: tuple[Module, ...] = (
     Module("agent/call/channel.py", ("tests/call/test_channel_threads_mutants.py",)),
     Module("agent/call/threads.py", ("tests/call/test_channel_threads_mutants.py",)),
     Module("agent/call/session.py", ("tests/call/test_session_routing_mutants.py",)),
-    Module("agent/call/controller.py", ("tests/call/test_controller_mutants.py",)),
+    Module("agent/call/controller.py", ("tests/call/test_controller_mutants.py",), timeout_multiplier=4.0),
     Module("agent/esl/codec.py", ("tests/esl/test_codec.py", "tests/esl/test_codec_mutants.py")),
     Module("agent/esl/commands.py", ("tests/esl/test_commands.py", "tests/esl/test_commands_mutants.py")),
     Module("agent/dialog/guardrails.py",
@@ -147,6 +150,7 @@ def _setup_cfg(module: Module, work: Path) -> None:
         f"only_mutate = {module.path}",
         "mutate_only_covered_lines = false",
         "use_setproctitle = false",
+        f"timeout_multiplier = {module.timeout_multiplier}",
         "also_copy =", "    sql",  # next to mutants/agent, where agent/store/db.py looks for it
         "pytest_add_cli_args =", *(f"    {a}" for a in pytest_args),
         "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in existing),
