@@ -77,7 +77,7 @@ class SpeechHandle:
 
     @property
     def text(self) -> str:
-        return " ".join(c.text for c in self.chunks)
+        return " ".join(c.text for c in self.chunks if c.text)  # a streamed sentence's later parts carry no text
 
     def add(self, text: str, path: str, duration_s: float, *, at: float = 0.0, after: float = 0.0,
             group: int | None = None) -> Chunk:

@@ -89,6 +89,8 @@ def test_heard_groups_a_streamed_text_and_shares_a_cut_one_by_time():
         h.on_stop(i, "done", float(i) + 1.0)
     # Group 1 is not over: its share so far is 2 of 3 s, 4 of its 6 words.
     assert h.heard() == "하나 둘 셋 넷 다섯 여섯 일곱 여덟"
+    # What is stored as the agent's turn: the words once each, no space for the parts that carry no text.
+    assert h.text == "하나 둘 셋 넷 다섯 여섯 일곱 여덟 아홉 열"
     h.cut(3.5)
     assert h.chunks[3].status == "break" and h.chunks[3].started_at is None and h.chunks[3].stopped_at is None
     assert h.heard() == "하나 둘 셋 넷 다섯 여섯 일곱 여덟"
