@@ -316,4 +316,5 @@ class ControllerThread:
     def stop(self, timeout: float = 10.0) -> None:
         if self.controller is not None and self._loop is not None and self._thread.is_alive():
             self._loop.run_callback_threadsafe(self.controller.stop)
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # a cleanup after a failed set-up may stop one never started
+            self._thread.join(timeout)
