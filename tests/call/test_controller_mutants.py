@@ -5,6 +5,7 @@ again below capacity, and a drain hands the calls still up to humans at its time
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gevent
@@ -201,3 +202,59 @@ def test_stop_closes_the_port_and_ends_the_accept_loop():
     assert c.wait(1) and refused(c)
     gevent.sleep(0.01)
     assert c._accept_loop.dead
+
+
+def test_a_drain_tells_the_operator_each_step(monkeypatch, caplog):
+    monkeypatch.setattr(controller_mod, "ESCALATE_GRACE_S", 2.0)
+    caplog.set_level(logging.INFO, logger=controller_mod.__name__)
+    c = make()
+    socks = [connect(c), connect(c)]
+    until(lambda: c.active == 2)
+    SESSIONS[0].escalate = lambda reason: (_ for _ in ()).throw(RuntimeError(reason))  # type: ignore[method-assign]
+    caplog.clear()
+    c.drain(timeout_s=0.05)
+    until(lambda: SESSIONS[1].escalated == ["agent_draining"])
+    SESSIONS[0].done.set()
+    assert c.wait(3)
+    lines = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert lines == [
+        ("INFO", "stopped accepting calls (draining; 2 live): new connections are refused", False),
+        ("INFO", "draining: 2 live calls to finish", False),
+        ("WARNING", "drain timeout after 0 s: handing 2 calls to the human queue", False),
+        ("ERROR", "hand-off at drain timeout failed", True),
+        ("INFO", "drained: stopping (0 calls still connected)", False),
+    ]
+    for s in socks:
+        s.close()
+
+
+def test_a_call_that_outlives_its_hand_off_does_not_hold_the_stop(monkeypatch):
+    monkeypatch.setattr(controller_mod, "ESCALATE_GRACE_S", 0.1)
+    c = make()
+    sock = connect(c)
+    until(lambda: c.active == 1)
+    SESSIONS[0].escalate = lambda reason: None  # type: ignore[method-assign]  # accepted, but the call stays up
+    c.drain(timeout_s=0.05)
+    assert c.wait(3) and c.active == 1
+    sock.close()
+
+
+def test_a_drain_after_a_stop_changes_nothing():
+    c = make()
+    c.stop()
+    c.drain(timeout_s=5)
+    assert not c.draining
+
+
+def test_serve_forever_starts_a_controller_not_started_and_returns_when_it_stops():
+    cfg = parse_config({"controller": {"max_calls": 5}})
+    deps = CallDeps(cfg=cfg, policy=None, speaker=None, prompts=None, store=None)  # type: ignore[arg-type]
+    c = Controller(deps, ("127.0.0.1", 0), clock=lambda: 100.0)
+    server = gevent.spawn(c.serve_forever)
+    until(lambda: c.accepting)
+    sock = connect(c)
+    until(lambda: c.active == 1)
+    c.stop()
+    server.join(2)
+    assert server.dead
+    sock.close()

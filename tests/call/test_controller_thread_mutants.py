@@ -4,6 +4,7 @@ stop ends it with calls still up."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -68,7 +69,8 @@ def on_hub(t: ControllerThread, fn) -> Any:
     return box[0]
 
 
-def test_it_listens_on_loopback_by_default_and_serves_calls_on_its_own_thread():
+def test_it_listens_on_loopback_by_default_and_serves_calls_on_its_own_thread(caplog):
+    caplog.set_level(logging.INFO, logger=controller_mod.__name__)
     t = ControllerThread(deps()).start()
     try:
         assert t.listen == ("127.0.0.1", 0) and t.port != 0
@@ -79,6 +81,8 @@ def test_it_listens_on_loopback_by_default_and_serves_calls_on_its_own_thread():
         assert on_hub(t, lambda: (threading.get_ident(), gevent.get_hub().threadpool.maxsize)) == \
             (t._thread.ident, THREADPOOL_SIZE)
         assert on_hub(t, lambda: t.controller.active) == 1
+        started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ESL controller listening")]
+        assert started == [f"ESL controller listening on 127.0.0.1:{t.port} (max 5 calls)"]  # started once
         sock.close()
     finally:
         t.stop()
@@ -134,7 +138,7 @@ def test_a_port_in_use_fails_the_start_with_the_cause():
     taken.listen(1)
     try:
         t = ControllerThread(deps(), listen=("127.0.0.1", taken.getsockname()[1]))
-        with pytest.raises(RuntimeError, match="controller failed to start") as err:
+        with pytest.raises(RuntimeError, match="^controller failed to start: ") as err:
             t.start(timeout=5)
         assert isinstance(err.value.__cause__, OSError)
         assert t.join(5)  # the thread ended; it never serves
@@ -157,9 +161,56 @@ def test_a_controller_that_never_becomes_ready_fails_the_start_in_time(monkeypat
     monkeypatch.setattr(controller_mod, "Controller", Stuck)
     t = ControllerThread(deps())
     began = time.monotonic()
-    with pytest.raises(RuntimeError, match="controller did not start"):
+    with pytest.raises(RuntimeError, match="^controller did not start$"):
         t.start(timeout=0.2)
     assert time.monotonic() - began < 4
+    release.set()
+    assert t.join(5)
+
+
+def test_stop_gives_up_after_its_timeout_when_the_thread_does_not_end(monkeypatch):
+    release = threading.Event()
+    stops: list[int] = []
+
+    class Deaf:  # started, but its stop is not heard
+        def __init__(self, deps: CallDeps, listen: tuple[str, int]) -> None:
+            pass
+
+        def start(self) -> None:
+            pass
+
+        def serve_forever(self) -> None:
+            while not release.is_set():
+                gevent.sleep(0.01)
+
+        def stop(self) -> None:
+            stops.append(threading.get_ident())
+
+    monkeypatch.setattr(controller_mod, "Controller", Deaf)
+    t = ControllerThread(deps()).start()
+    began = time.monotonic()
+    t.stop(timeout=0.2)
+    assert time.monotonic() - began < 4 and t._thread.is_alive()
+    wait_for(lambda: stops == [t._thread.ident])  # asked once, on the controller's own hub
+    release.set()
+    assert t.join(5)
+
+
+def test_stop_while_the_controller_is_still_being_built_only_waits(monkeypatch):
+    release = threading.Event()
+
+    class Slow:
+        def __init__(self, deps: CallDeps, listen: tuple[str, int]) -> None:
+            while not release.is_set():
+                gevent.sleep(0.01)
+            raise RuntimeError("released")
+
+    monkeypatch.setattr(controller_mod, "Controller", Slow)
+    t = ControllerThread(deps())
+    with pytest.raises(RuntimeError, match="^controller did not start$"):
+        t.start(timeout=0.1)
+    t.stop(timeout=0.1)  # nothing to ask to stop yet: it waits, and says nothing went wrong
+    assert t._thread.is_alive()
     release.set()
     assert t.join(5)
 
