@@ -171,7 +171,8 @@ def test_open_call_store_closes_only_this_controllers_calls_and_uses_the_configu
     try:
         assert {c["call_id"]: c["end_reason"] for c in list_calls(db)} == {
             "mine": "controller_lost", "live": None, "theirs": None}
-        assert "1 calls left open by a previous controller closed as controller_lost" in caplog.text
+        assert "1 calls left open by a previous controller closed as controller_lost" in caplog.messages
+        assert "closed 1 calls left open by a previous controller (controller_lost)" in caplog.messages
         assert store.spool_path == tmp_path / "spool" / "pending.jsonl"
         assert (store._queue.maxsize, store.write_timeout_s) == (20, 3.0)
     finally:
@@ -283,3 +284,63 @@ def test_is_finished_answers_at_once_only_while_a_write_hangs_over_a_second(tmp_
         store._writing_since = None
     finally:
         store.close()
+
+
+def _start(store: CallStore, call_id: str) -> None:
+    store.submit("call_start", call_id=call_id, caller="010", destination="1588", started_at=T0)
+
+
+def _wait_for_a_blocked_write(db: Database) -> None:
+    """Until a statement of this test's database waits on a lock (the writer's, on the table locked here)."""
+    for _ in range(500):
+        with db.connection() as conn:
+            if conn.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND wait_event_type = 'Lock'").fetchone():
+                return
+        time.sleep(0.02)
+    raise AssertionError("the writer never blocked on the locked table")
+
+
+def test_flush_and_close_give_up_after_their_timeout_while_the_database_hangs(db: Database, tmp_path: Path) -> None:
+    store = CallStore(db, tmp_path / "spool", max_queue=3, write_timeout_s=30)
+    try:
+        with db.connection() as lock:
+            lock.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")  # the writer's next write hangs
+            _start(store, "a")
+            _wait_for_a_blocked_write(db)
+            _start(store, "b")
+            assert not store.flush(0.2)  # its mark is queued behind b, but not answered in time
+            _start(store, "c")  # the queue is full now
+            assert not store.flush(0.2)  # not even queued
+            store.close(0.2)  # nor the stop: close still returns
+            assert store._thread.is_alive()
+        # The lock is gone: a, then b with the mark queued behind it, then c are written.
+        assert store.flush(10)
+        assert sorted(c["call_id"] for c in list_calls(db)) == ["a", "b", "c"]
+        assert store.stats["written"] == 3 and store.stats["spooled"] == 0
+    finally:
+        store.close()
+    assert not store._thread.is_alive()
+
+
+def test_repeated_refused_starts_are_counted_and_each_is_said(
+        db: Database, store: CallStore, caplog: pytest.LogCaptureFixture) -> None:
+    for call_id in ("c1", "c2"):
+        _start(store, call_id)
+        store.submit("call_end", call_id=call_id, ended_at=T1, end_reason="caller_hangup")
+    assert store.flush(10)
+    with caplog.at_level(logging.WARNING, logger="agent.store.calls"):
+        for call_id in ("c1", "c2"):
+            _start(store, call_id)
+        assert store.flush(10)
+    assert store.stats["refused_starts"] == 2
+    assert ("call c1: a new connection with a finished call's id was refused; its operations are ignored"
+            in caplog.messages)
+
+
+def test_a_reconcile_with_nothing_open_closes_nothing_and_says_nothing(
+        db: Database, store: CallStore, caplog: pytest.LogCaptureFixture) -> None:
+    _start(store, "c1")
+    with caplog.at_level(logging.WARNING, logger="agent.store.calls"):
+        assert store.reconcile_open_calls({"c1"}) == 0
+    assert caplog.messages == [] and store.stats["reconciled"] == 0
