@@ -118,6 +118,10 @@ MODULES: tuple[Module, ...] = (
            ("tests/media/test_endpointing.py", "tests/media/test_speech_tail.py",
             "tests/media/test_endpointing_mutants.py")),
     Module("agent/worker/partials.py", ("tests/worker/test_partials_mutants.py",)),
+    # Its older tests (test_turn_taking, test_live_checkpoint) run real speech through a real decoder: seconds each.
+    Module("agent/worker/session.py",
+           ("tests/worker/test_worker_session_mutants.py", "tests/worker/test_worker_session_failures_mutants.py"),
+           timeout_multiplier=4.0),
     Module("agent/worker/live.py",
            ("tests/worker/test_live_mutants.py", "tests/worker/test_live_checkpoint.py",
             "tests/worker/test_live_decoder_close.py"),
