@@ -344,3 +344,120 @@ def test_a_reconcile_with_nothing_open_closes_nothing_and_says_nothing(
     with caplog.at_level(logging.WARNING, logger="agent.store.calls"):
         assert store.reconcile_open_calls({"c1"}) == 0
     assert caplog.messages == [] and store.stats["reconciled"] == 0
+
+
+def _turn(store: CallStore, call_id: str, seq: int, text: str, speaker: str = "caller") -> None:
+    store.submit("turn", call_id=call_id, seq=seq, speaker=speaker, started_at=T1, text=text)
+
+
+def _pending(store: CallStore) -> list[tuple[str, object, object]]:
+    return [(r["op"], r.get("call_id"), r.get("text")) for r in store.spool.read()]
+
+
+def test_an_overflow_is_written_after_the_records_queued_before_it(db: Database, tmp_path: Path) -> None:
+    store = CallStore(db, tmp_path / "spool", max_queue=2, write_timeout_s=30)
+    try:
+        with db.connection() as lock:
+            lock.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+            _start(store, "c1")
+            _wait_for_a_blocked_write(db)
+            assert not store.flush(0.2)  # a mark queued first, then the first version of the turn
+            _turn(store, "c1", 1, "first")
+            _turn(store, "c1", 1, "final")  # the queue is full: this one goes to the disk
+            assert store.stats["overflowed"] == 1
+        assert store.flush(10)
+        (call,) = list_calls(db)
+        assert [t["text"] for t in call["turns"]] == ["final"]
+        _turn(store, "c1", 2, "after")  # the queue takes records again
+        assert store.flush(10)
+        assert store.stats["overflowed"] == 1 and not store.spool.overflow.exists()
+        assert [t["text"] for t in list_calls(db)[0]["turns"]] == ["final", "after"]
+    finally:
+        store.close()
+
+
+def test_without_a_database_the_log_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = CallStore(None, tmp_path / "spool")
+    with caplog.at_level(logging.WARNING, logger="agent.store.calls"):
+        _start(store, "c1")
+        assert store.flush(10)
+        store.close()
+    assert "call store write failed, spooling to disk: no database configured" in caplog.messages
+
+
+def test_close_leaves_no_connection_open(db: Database, tmp_path: Path) -> None:
+    store = CallStore(db, tmp_path / "spool")
+    _start(store, "c1")
+    assert store.flush(10)
+    store.close()
+    with db.connection() as conn:
+        others = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
+                              " AND pid <> pg_backend_pid()").fetchone()
+    assert others["n"] == 0
+
+
+def test_a_down_database_is_tried_once_per_flush_not_per_record(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(calls, "RETRY_EVERY_S", 60.0)  # "recently failed" for the whole test
+    left = CallStore(None, tmp_path / "spool")  # a previous process left three records spooled
+    for call_id in ("c1", "c2", "c3"):
+        _start(left, call_id)
+    assert left.flush(10)
+    left.close()
+    down = _CountingDatabase(DOWN)
+    store = CallStore(down, tmp_path / "spool")
+    assert store.flush(10)  # one forced replay: one attempt for the whole spool
+    assert down.connects == 1
+    _start(store, "c4")  # behind the spool, and the database failed just now: spooled without a try
+    store.close()
+    assert down.connects == 1 and store.stats["spooled"] == 1
+    assert [r[1] for r in _pending(store)] == ["c1", "c2", "c3", "c4"]
+
+
+def test_a_refused_record_does_not_make_the_next_one_wait(db: Database, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(calls, "RETRY_EVERY_S", 60.0)
+    store = CallStore(db, tmp_path / "spool")
+    try:
+        _turn(store, "c1", 1, "?", speaker="robot")  # refused by the speaker check, quarantined
+        assert store.flush(10)
+        _start(store, "c1")
+        assert store.flush(10)
+        assert store.stats["spooled"] == 0 and store.stats["errors"] == 0
+        assert [c["call_id"] for c in list_calls(db)] == ["c1"] and store.dead.count == 1
+    finally:
+        store.close()
+
+
+OUTAGE_TRIGGERS = """
+CREATE FUNCTION test_outage() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  IF to_jsonb(NEW) ->> 'text' = 'outage' OR to_jsonb(NEW) -> 'variables' ? 'callagent_placeholder' THEN
+    RAISE EXCEPTION 'server shutting down' USING ERRCODE = 'admin_shutdown';  -- an outage to the client
+  END IF;
+  RETURN NEW; END $$;
+CREATE TRIGGER test_outage BEFORE INSERT ON turns FOR EACH ROW EXECUTE FUNCTION test_outage();
+CREATE TRIGGER test_outage BEFORE INSERT ON calls FOR EACH ROW EXECUTE FUNCTION test_outage();
+"""
+
+
+@pytest.mark.parametrize("first", ["refused", "orphan"])
+def test_a_record_that_meets_an_outage_while_its_batch_is_retried_keeps_its_place(
+        db: Database, tmp_path: Path, first: str) -> None:
+    with db.connection() as conn:
+        conn.execute(OUTAGE_TRIGGERS)
+    store = CallStore(db, tmp_path / "spool", write_timeout_s=30)
+    try:
+        with db.connection() as lock:
+            lock.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+            _start(store, "c1")
+            _wait_for_a_blocked_write(db)  # what follows is queued, and written as one batch
+            if first == "refused":
+                _turn(store, "c1", 1, "?", speaker="robot")  # refused: the batch is retried record by record
+                _turn(store, "c1", 2, "outage")  # then the server goes away
+            else:
+                _turn(store, "lost", 1, "orphan")  # its placeholder call meets the outage
+            _turn(store, "c1", 3, "after")
+        assert store.flush(10)
+        held = [("turn", "c1", "outage")] if first == "refused" else [("turn", "lost", "orphan")]
+        assert _pending(store) == [*held, ("turn", "c1", "after")]
+        assert store.dead.count == (1 if first == "refused" else 0)
+    finally:
+        store.close()
