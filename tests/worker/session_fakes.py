@@ -115,6 +115,7 @@ class Conn:
         self.state = State.OPEN
         self.closed: tuple[int, str] | None = None
         self.stuck = stuck
+        self.attempts = 0
 
     def __aiter__(self) -> Conn:
         return self
@@ -126,6 +127,7 @@ class Conn:
         return item
 
     async def send(self, message: str) -> None:
+        self.attempts += 1
         if self.stuck:
             await asyncio.Event().wait()
         self.sent.append(message)
@@ -144,8 +146,13 @@ class Call:
                                    stats=self.stats, **opts)
 
     async def __aenter__(self) -> Call:
-        self.task = asyncio.create_task(self.session.run())
+        self.task = asyncio.create_task(self._run())
         return self
+
+    async def _run(self) -> None:
+        await self.session.run()
+        # The tasks still running the moment the session returns (its own should all have ended).
+        self.left = [t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
 
     async def __aexit__(self, *exc: object) -> None:
         await self.hangup()
@@ -240,10 +247,10 @@ def inject(text: object) -> str:
 
 class Decoder:
     def __init__(self, engine: LiveEngine) -> None:
-        self.engine, self.checkpoints = engine, 0
+        self.engine, self.checkpoints, self.samples = engine, 0, 0
 
     def accept(self, pcm: np.ndarray) -> None:
-        pass
+        self.samples += len(pcm)
 
     def partial(self) -> str:
         return FINAL

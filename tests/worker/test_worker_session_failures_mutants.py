@@ -27,6 +27,7 @@ from tests.worker.session_fakes import (
     ScriptedVad,
     StreamEngine,
     finals,
+    inject,
     kinds,
     named,
     of,
@@ -92,8 +93,9 @@ def test_a_pass_that_never_returns_falls_back_to_silence_then_times_out(clock, c
 
 
 @pytest.mark.parametrize("max_pending, turns, sent, line", [
-    (None, 6, [1, 3, 4, 5, 6], "call call-1: ASR 4 utterances behind; utterance 2 dropped"),
-    (0, 3, [1, 3], "call call-1: ASR 1 utterances behind; utterance 2 dropped")])
+    (None, 7, [1, 4, 5, 6, 7], ["call call-1: ASR 4 utterances behind; utterance 2 dropped",
+                               "call call-1: ASR 4 utterances behind; utterance 3 dropped"]),
+    (0, 3, [1, 3], ["call call-1: ASR 1 utterances behind; utterance 2 dropped"])])
 def test_asr_falling_behind_drops_the_oldest_waiting_utterance(clock, caplog, max_pending, turns, sent, line):
     pool = Pool("transcribe")
     kw = {} if max_pending is None else {"max_pending_utterances": max_pending}
@@ -109,8 +111,8 @@ def test_asr_falling_behind_drops_the_oldest_waiting_utterance(clock, caplog, ma
     with caplog.at_level(logging.WARNING, logger="agent.worker.session"):
         c = run_call(main)
     assert [f["utterance"] for f in finals(c.events)] == sent
-    assert (c.stats.utterances, c.stats.utterances_dropped, c.stats.asr_calls) == (turns, 1, len(sent))
-    assert [r.getMessage() for r in caplog.records] == [line]
+    assert (c.stats.utterances, c.stats.utterances_dropped, c.stats.asr_calls) == (turns, len(line), len(sent))
+    assert [r.getMessage() for r in caplog.records] == line
 
 
 def test_a_flush_ends_the_utterance_and_a_pass_from_an_earlier_pause_is_not_its_final(clock):
@@ -160,14 +162,15 @@ def test_a_peer_that_stops_reading_is_closed_and_nothing_more_is_sent(clock, mon
 
     async def main() -> Call:
         async with Call(Engine(clock), conn=Conn(stuck=True)) as c:
+            c.send(inject(5))  # one error counted before
             c.audio(TURN)
             await c.until(lambda: c.stats.asr_calls == 1 and c.stats.frames == 59)
         return c
 
     with caplog.at_level(logging.DEBUG, logger="agent.worker.session"):
         c = run_call(main)
-    assert (c.conn.closed, c.conn.sent, c.stats.errors) == ((1011, "send timeout"), [], 1)
-    lines = [r.getMessage() for r in caplog.records]
+    assert (c.conn.closed, c.conn.sent, c.stats.errors) == ((1011, "send timeout"), [], 2)
+    lines = [r.getMessage() for r in caplog.records][1:]
     assert lines[0] == "call call-1: send timed out; closing" and len(lines) > 1
     assert set(lines[1:]) == {"call call-1: connection closing; message dropped"}
 
@@ -196,8 +199,27 @@ def test_a_send_after_the_hangup_ends_the_session_and_leaves_no_task_behind(cloc
         c.audio(TURN)
         async with c:
             await c.task  # ends on its own at the first send
-        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+        assert c.left == [asyncio.current_task().get_name()]  # type: ignore[union-attr]
         return c
 
     c = run_call(main)
     assert c.conn.sent == [] and engine.ended == ["call-1"]
+
+
+@pytest.mark.parametrize("busy", ["asr", "heartbeat"])
+def test_a_hangup_waits_for_the_call_s_tasks_even_in_the_middle_of_a_pass_or_a_send(clock, monkeypatch, busy):
+    monkeypatch.setattr(worker_session, "HEARTBEAT_S", 0.001 if busy == "heartbeat" else 60)
+    pool = Pool("transcribe")  # an ASR pass that is still running at the hangup
+
+    async def main() -> None:
+        async with Call(Engine(clock), cfg=replace(CFG, speculative_ms=0), pool=pool,
+                        conn=Conn(stuck=busy == "heartbeat")) as c:
+            if busy == "asr":
+                c.audio(TURN)
+                await c.until(lambda: len(pool.held) == 1)
+            else:
+                await c.until(lambda: c.conn.attempts == 1)  # a heartbeat waits on a peer that does not read
+            await c.hangup()
+            assert c.left == [t.get_name() for t in [asyncio.current_task()] if t is not None]
+
+    run_call(main)

@@ -304,15 +304,16 @@ def test_heartbeats_count_the_audio_received_of_a_stereo_fork(clock, monkeypatch
 
     async def main() -> Call:
         c = Call(Engine(clock), channels=2)
-        c.audio(bytes(2 * FRAME * 8))  # 160 ms of two channels, read before the first beat
-        c.send('{"final":true}')  # text is not audio
+        # 2.5 s of two channels and a half millisecond more (rounded to even: 2500), read before the first beat.
+        c.audio(bytes(2 * FRAME * 125))
+        c.send(bytes(16), '{"final":true}')  # text is not audio
         async with c:
             await c.until(lambda: sum('"heartbeat"' in m for m in c.conn.sent) >= 2)
         return c
 
     beats = [json.loads(m) for m in run_call(main).conn.sent if '"heartbeat"' in m]
-    assert beats[:2] == [{"type": "json", "event": "heartbeat", "seq": n, "audio_ms": 160, "at": 0.16}
-                         for n in (1, 2)]
+    assert beats[:2] == [{"type": "json", "event": "heartbeat", "seq": n, "audio_ms": 2500,
+                          "at": round(80016 / 32000, 3)} for n in (1, 2)]
 
 
 def test_a_live_decoder_gives_the_turn_signals_and_the_final_and_closes_the_segment_once_the_turn_ends(clock):
@@ -333,6 +334,8 @@ def test_a_live_decoder_gives_the_turn_signals_and_the_final_and_closes_the_segm
     assert engine.calls == [] and c.stats.live_decoded == 2  # no speculative pass beside the decoder
     assert [d.checkpoints for d in engine.decoders] == [1, 1]
     assert {"_open", "_accept", "_partial", "_checkpoint", "_result"} == set(pool.jobs)  # all in the call's pool
+    # Prefix and voice up to the confirmation, every frame after it up to the check, then 250 ms of padding.
+    assert engine.decoders[0].samples == (7 + 22) * 160 + 2000
 
 
 def test_a_streaming_engine_gets_all_the_caller_audio_and_its_partials_carry_the_current_utterance(clock):
@@ -341,11 +344,11 @@ def test_a_streaming_engine_gets_all_the_caller_audio_and_its_partials_carry_the
 
     async def main() -> Call:
         async with Call(engine, pool=pool) as c:
-            c.send(TURN)  # one message: the audio after the turn check is read out after it
+            c.send(TURN, quiet(10))  # the audio after the turn check is read out once it resolved
             await c.finals()
             pool.release()  # the relay's reader: one partial
-            await c.until(lambda: "partial" in kinds(c.events))
-            assert engine.stream.fed == 59 * 160  # up to the check, then the rest once it resolved
+            await c.until(lambda: "partial" in kinds(c.events) and c.stats.frames == 69)
+            assert engine.stream.fed == 69 * 160
         return c
 
     c = run_call(main)
@@ -378,3 +381,12 @@ def test_the_call_s_tasks_are_named_after_it(clock):
             return {t.get_name() for t in asyncio.all_tasks()}
 
     assert {"asr-call-1", "heartbeat-call-1", "read-call-1"} <= asyncio.run(main())  # type: ignore[operator]
+
+
+def test_a_partial_before_any_speech_belongs_to_no_utterance(clock):
+    async def main() -> Call:
+        async with Call(StreamEngine(clock)) as c:  # the relay reads the stream at once
+            await c.until(lambda: "partial" in kinds(c.events))
+        return c
+
+    assert [e["data"]["utterance"] for e in run_call(main).events] == [0]
