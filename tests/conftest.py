@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,19 @@ SPEECH = REPO.parent / "shared" / "speech"
 
 # A server already running (tools/mutation/run.py starts one for a whole mutation run): reused, not started.
 PG_DSN_ENV = "CALLAGENT_TEST_PG_DSN"
+# The process that first loaded this file: pytest loads it again on each run in one process, so it is kept on
+# `sys`, which a forked child inherits.
+FIRST_PID: int = sys.__dict__.setdefault("callagent_tests_first_pid", os.getpid())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run forked from a process that already ran the tests (mutmut forks one child per mutant) would share
+    that process's gevent loop, its epoll descriptor included: every wait in the child then hangs in the hub.
+    The child gets a loop of its own."""
+    if os.getpid() != FIRST_PID and "gevent" in sys.modules:
+        import gevent
+
+        gevent.reinit()
 
 
 @pytest.fixture(autouse=True)
