@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -355,7 +357,8 @@ def _pending(store: CallStore) -> list[tuple[str, object, object]]:
     return [(r["op"], r.get("call_id"), r.get("text")) for r in store.spool.read()]
 
 
-def test_an_overflow_is_written_after_the_records_queued_before_it(db: Database, tmp_path: Path) -> None:
+def test_an_overflow_is_written_after_the_records_queued_before_it(
+        db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = CallStore(db, tmp_path / "spool", max_queue=2, write_timeout_s=10)
     try:
         with db.connection() as lock:
@@ -364,15 +367,18 @@ def test_an_overflow_is_written_after_the_records_queued_before_it(db: Database,
             _wait_for_a_blocked_write(db)
             assert not store.flush(0.2)  # a mark queued first, then the first version of the turn
             _turn(store, "c1", 1, "first")
-            _turn(store, "c1", 1, "final")  # the queue is full: this one goes to the disk
-            assert store.stats["overflowed"] == 1
+            with caplog.at_level(logging.WARNING, logger="agent.store.calls"):
+                _turn(store, "c1", 1, "final")  # the queue is full: this one goes to the disk, and the next
+                _turn(store, "c1", 2, "two")
+            assert store.stats["overflowed"] == 2
+            assert caplog.messages == [f"call store queue full (2): spilling to {store.spool.overflow}"]
         assert store.flush(10)
         (call,) = list_calls(db)
-        assert [t["text"] for t in call["turns"]] == ["final"]
-        _turn(store, "c1", 2, "after")  # the queue takes records again
+        assert [t["text"] for t in call["turns"]] == ["final", "two"]
+        _turn(store, "c1", 3, "after")  # the queue takes records again
         assert store.flush(10)
-        assert store.stats["overflowed"] == 1 and not store.spool.overflow.exists()
-        assert [t["text"] for t in list_calls(db)[0]["turns"]] == ["final", "after"]
+        assert store.stats["overflowed"] == 2 and not store.spool.overflow.exists()
+        assert [t["text"] for t in list_calls(db)[0]["turns"]] == ["final", "two", "after"]
     finally:
         store.close()
 
@@ -533,3 +539,11 @@ def test_a_replay_in_batches_keeps_what_is_left_after_an_outage(
         assert not store.spool.has_pending() and store.stats["replayed"] == 2 and store.dead.count == 1
     finally:
         store.close()
+
+
+def test_a_process_that_exits_without_closing_the_store_is_not_held_by_its_writer(tmp_path: Path) -> None:
+    code = ("import pathlib, sys; from agent.store.calls import CallStore; "
+            "CallStore(None, pathlib.Path(sys.argv[1])).submit('event', call_id='c1', seq=1, at='now', kind='k')")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "spool")], cwd=Path(__file__).parents[2],
+                          timeout=20, capture_output=True)
+    assert done.returncode == 0, done.stderr
