@@ -547,3 +547,14 @@ def test_a_process_that_exits_without_closing_the_store_is_not_held_by_its_write
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "spool")], cwd=Path(__file__).parents[2],
                           timeout=20, capture_output=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_writer_keeps_serving_after_idle_ticks(db: Database, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(calls, "RETRY_EVERY_S", 0.02)  # the writer's idle tick: many of them pass below
+    store = CallStore(db, tmp_path / "spool")
+    try:
+        time.sleep(0.3)
+        _start(store, "c1")
+        assert store.flush(10) and [c["call_id"] for c in list_calls(db)] == ["c1"]
+    finally:
+        store.close()
