@@ -344,8 +344,11 @@ def test_a_streaming_engine_gets_all_the_caller_audio_and_its_partials_carry_the
 
     async def main() -> Call:
         async with Call(engine, pool=pool) as c:
-            c.send(TURN, quiet(10))  # the audio after the turn check is read out once it resolved
+            c.send(TURN)  # one message: the audio after the turn check is read out once the check resolved
             await c.finals()
+            await c.until(lambda: c.stats.frames == 59)
+            assert engine.stream.fed == 59 * 160
+            c.send(quiet(10))  # no check: read out as it is processed
             pool.release()  # the relay's reader: one partial
             await c.until(lambda: "partial" in kinds(c.events) and c.stats.frames == 69)
             assert engine.stream.fed == 69 * 160
