@@ -5,7 +5,9 @@ again below capacity, and a drain hands the calls still up to humans at its time
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from typing import Any
 
 import gevent
@@ -18,6 +20,7 @@ from agent.call.channel import ChannelInfo
 from agent.call.controller import Controller
 from agent.call.session import CallDeps
 from agent.config import parse_config
+from agent.ops.logs import current_call
 
 SESSIONS: list[FakeSession] = []
 
@@ -25,7 +28,11 @@ SESSIONS: list[FakeSession] = []
 class FakeSession:
     """A call that lasts until the test ends it; records what the controller asked of it."""
 
+    fail_to_build = False  # a session that cannot even be built (a bad first reply, a broken dependency)
+
     def __init__(self, conn: Any, deps: Any) -> None:
+        if FakeSession.fail_to_build:
+            raise RuntimeError("cannot build")
         self.conn = conn
         self.deps = deps
         self.done = GEvent()
@@ -36,6 +43,7 @@ class FakeSession:
         SESSIONS.append(self)
 
     def run(self) -> None:
+        self.call_id_in_logs = current_call()  # what each log line of this call's greenlet carries
         self.done.wait(10)
         if self.fail:
             raise RuntimeError("session failed")
@@ -50,6 +58,7 @@ class FakeSession:
 @pytest.fixture(autouse=True)
 def fake_sessions(monkeypatch):
     SESSIONS.clear()
+    FakeSession.fail_to_build = False
     monkeypatch.setattr(controller_mod, "CallSession", FakeSession)
     yield
     for s in SESSIONS:
@@ -258,3 +267,147 @@ def test_serve_forever_starts_a_controller_not_started_and_returns_when_it_stops
     server.join(2)
     assert server.dead
     sock.close()
+
+
+class FlakyListener:
+    """The listening socket, with accept() failing once the way a kernel can (too many open files)."""
+
+    def __init__(self, sock: gsocket.socket, errno_: int) -> None:
+        self.sock = sock
+        self.errno = errno_
+        self.failed = 0
+
+    def accept(self):
+        if not self.failed:
+            self.failed += 1
+            raise OSError(self.errno, os.strerror(self.errno))
+        return self.sock.accept()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+def with_flaky_accept(c: Controller, errno_: int) -> FlakyListener:
+    c._accept_loop.kill()
+    flaky = FlakyListener(c._listener, errno_)
+    c._listener = flaky  # type: ignore[assignment]
+    c._accept_loop = gevent.spawn(c._accept_forever)
+    return flaky
+
+
+def test_an_accept_that_fails_is_said_and_the_next_caller_is_still_served(caplog):
+    caplog.set_level(logging.INFO, logger=controller_mod.__name__)
+    c = make()
+    flaky = with_flaky_accept(c, errno.EMFILE)
+    sock = connect(c)
+    until(lambda: len(SESSIONS) == 1)
+    assert flaky.failed == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["accept failed: [Errno 24] Too many open files"]
+    sock.close()
+    c.stop()
+
+
+def test_an_accept_ended_by_the_socket_going_away_is_not_a_warning(caplog):
+    caplog.set_level(logging.INFO, logger=controller_mod.__name__)
+    c = make()
+    with_flaky_accept(c, errno.EINVAL)
+    sock = connect(c)
+    until(lambda: len(SESSIONS) == 1)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    sock.close()
+    c.stop()
+
+
+def test_each_time_the_controller_fills_up_is_counted_and_said(caplog):
+    caplog.set_level(logging.INFO, logger=controller_mod.__name__)
+    c = make(max_calls=1)
+    first = connect(c)
+    until(lambda: c.rejected == 1)
+    SESSIONS[0].done.set()
+    until(lambda: c.accepting)
+    second = connect(c)
+    until(lambda: c.rejected == 2)
+    closed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopped accepting")]
+    assert closed == ["stopped accepting calls (at capacity, 1 calls; 1 live): new connections are refused"] * 2
+    first.close()
+    second.close()
+    c.stop()
+
+
+def test_queued_connections_are_each_served_on_their_own_socket():
+    c = make(max_calls=2, esl_reply_timeout_s=2.5)
+    c._accept_loop.kill()
+    socks = [connect(c) for _ in range(3)]
+    gevent.sleep(0.05)
+    c._close_listener("test")
+    until(lambda: len(SESSIONS) == 3)
+    callers = sorted(s.getsockname() for s in socks)
+    assert sorted(s.conn._sock.getpeername() for s in SESSIONS) == callers
+    assert {s.conn.reply_timeout for s in SESSIONS} == {2.5}
+    for s in socks:
+        s.close()
+    c.stop()
+
+
+def test_a_call_logs_with_its_channel_uuid_and_without_one_until_connect_answers():
+    c = make()
+    sock = connect(c)
+    until(lambda: SESSIONS and hasattr(SESSIONS[0], "call_id_in_logs"))
+    assert SESSIONS[0].call_id_in_logs == "call-1"
+    orig_init = FakeSession.__init__
+
+    def no_channel_yet(self, conn: Any, deps: Any) -> None:
+        orig_init(self, conn, deps)
+        self.channel = None
+
+    FakeSession.__init__ = no_channel_yet  # type: ignore[method-assign]
+    try:
+        other = connect(c)
+        until(lambda: len(SESSIONS) == 2 and hasattr(SESSIONS[1], "call_id_in_logs"))
+    finally:
+        FakeSession.__init__ = orig_init  # type: ignore[method-assign]
+    assert SESSIONS[1].call_id_in_logs is None
+    sock.close()
+    other.close()
+    c.stop()
+
+
+def test_a_session_that_cannot_be_built_is_logged_with_its_traceback_and_counted_out(caplog):
+    caplog.set_level(logging.INFO, logger=controller_mod.__name__)
+    FakeSession.fail_to_build = True
+    c = make()
+    sock = connect(c)
+    until(lambda: any(r.levelno == logging.ERROR for r in caplog.records))
+    until(lambda: c.active == 0)
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.getMessage() == "connection failed before the call could start"
+    assert error.exc_info is not None and str(error.exc_info[1]) == "cannot build"
+    assert c.calls == {} and c.accepting
+    sock.close()
+    c.stop()
+
+
+def test_the_snapshot_gives_up_on_a_call_table_that_keeps_changing_and_shows_overflow():
+    c = make(max_calls=1)
+    c._accept_loop.kill()
+    socks = [connect(c) for _ in range(2)]
+    gevent.sleep(0.05)
+    c._close_listener("test")
+    until(lambda: len(SESSIONS) == 2)
+    assert [call["overflow"] for call in c.snapshot()["calls"]] == [True, True]
+    tries: list[int] = []
+
+    class Changing(dict):
+        def values(self):
+            tries.append(1)
+            raise RuntimeError("dictionary changed size during iteration")
+
+    real = c.calls
+    c.calls = Changing(real)  # type: ignore[assignment]
+    snap = c.snapshot()
+    c.calls = real
+    assert snap["calls"] == [] and snap["active"] == 2 and len(tries) == 5
+    for s in socks:
+        s.close()
+    c.stop()
