@@ -9,7 +9,9 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -304,18 +306,28 @@ def _wait_for_a_blocked_write(db: Database) -> None:
     raise AssertionError("the writer never blocked on the locked table")
 
 
+def _within(seconds: float, call: Callable[[float], bool | None], timeout: float) -> bool | None:
+    """call(timeout), which must return well within `seconds` (a test thread, so a hang fails the test)."""
+    result: list[bool | None] = []
+    thread = threading.Thread(target=lambda: result.append(call(timeout)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{call.__name__}({timeout}) still waiting after {seconds} s"
+    return result[0]
+
+
 def test_flush_and_close_give_up_after_their_timeout_while_the_database_hangs(db: Database, tmp_path: Path) -> None:
-    store = CallStore(db, tmp_path / "spool", max_queue=3, write_timeout_s=10)
+    store = CallStore(db, tmp_path / "spool", max_queue=3, write_timeout_s=5)
     try:
         with db.connection() as lock:
             lock.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")  # the writer's next write hangs
             _start(store, "a")
             _wait_for_a_blocked_write(db)
             _start(store, "b")
-            assert not store.flush(0.2)  # its mark is queued behind b, but not answered in time
+            assert _within(5, store.flush, 0.2) is False  # its mark is queued behind b, but not answered in time
             _start(store, "c")  # the queue is full now
-            assert not store.flush(0.2)  # not even queued
-            store.close(0.2)  # nor the stop: close still returns
+            assert _within(5, store.flush, 0.2) is False  # not even queued
+            _within(5, store.close, 0.2)  # nor the stop: close still returns
             assert store._thread.is_alive()
         # The lock is gone: a, then b with the mark queued behind it, then c are written.
         assert store.flush(10)
@@ -359,13 +371,13 @@ def _pending(store: CallStore) -> list[tuple[str, object, object]]:
 
 def test_an_overflow_is_written_after_the_records_queued_before_it(
         db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store = CallStore(db, tmp_path / "spool", max_queue=2, write_timeout_s=10)
+    store = CallStore(db, tmp_path / "spool", max_queue=2, write_timeout_s=5)
     try:
         with db.connection() as lock:
             lock.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
             _start(store, "c1")
             _wait_for_a_blocked_write(db)
-            assert not store.flush(0.2)  # a mark queued first, then the first version of the turn
+            assert _within(5, store.flush, 0.2) is False  # a mark queued first, then the first version
             _turn(store, "c1", 1, "first")
             with caplog.at_level(logging.WARNING, logger="agent.store.calls"):
                 _turn(store, "c1", 1, "final")  # the queue is full: this one goes to the disk, and the next
@@ -454,7 +466,7 @@ def test_a_record_that_meets_an_outage_while_its_batch_is_retried_keeps_its_plac
         db: Database, tmp_path: Path, first: str) -> None:
     with db.connection() as conn:
         conn.execute(OUTAGE_TRIGGERS)
-    store = CallStore(db, tmp_path / "spool", write_timeout_s=10)
+    store = CallStore(db, tmp_path / "spool", write_timeout_s=5)
     try:
         with db.connection() as lock:
             lock.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
@@ -469,7 +481,15 @@ def test_a_record_that_meets_an_outage_while_its_batch_is_retried_keeps_its_plac
         assert store.flush(10)
         held = [("turn", "c1", "outage")] if first == "refused" else [("turn", "lost", "orphan")]
         assert _pending(store) == [*held, ("turn", "c1", "after")]
-        assert store.dead.count == (1 if first == "refused" else 0)
+        assert store.dead.count == (1 if first == "refused" else 0) and store.stats["spooled"] == 2
+        with db.connection() as conn:
+            conn.execute("DROP TRIGGER test_outage ON turns; DROP TRIGGER test_outage ON calls")
+        assert store.flush(10) and not store.spool.has_pending()
+        with db.connection() as conn:  # the server goes away again
+            conn.execute("CREATE TRIGGER test_outage BEFORE INSERT ON turns FOR EACH ROW"
+                         " EXECUTE FUNCTION test_outage()")
+        _turn(store, "c1", 4, "outage")
+        assert store.flush(10) and store.stats["spooled"] == 3  # counted on top of the first two
     finally:
         store.close()
 
@@ -495,7 +515,7 @@ def test_is_finished_answers_at_once_while_the_writer_hangs(db: Database, tmp_pa
     with db.connection() as conn:
         conn.execute("INSERT INTO calls (call_id, started_at, ended_at) VALUES ('done', %s, %s)", (T0, T1))
     counting = _CountingDatabase(db.dsn)
-    store = CallStore(counting, tmp_path / "spool", write_timeout_s=10)
+    store = CallStore(counting, tmp_path / "spool", write_timeout_s=5)
     try:
         _start(store, "c1")
         assert store.flush(10) and store.is_finished("done")  # after a write: asked, and answered
@@ -556,5 +576,22 @@ def test_the_writer_keeps_serving_after_idle_ticks(db: Database, tmp_path: Path,
         time.sleep(0.3)
         _start(store, "c1")
         assert store.flush(10) and [c["call_id"] for c in list_calls(db)] == ["c1"]
+    finally:
+        store.close()
+
+
+def test_a_spool_is_replayed_on_the_idle_tick_without_new_records(db: Database, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(calls, "RETRY_EVERY_S", 0.05)
+    previous = CallStore(None, tmp_path / "spool")
+    _start(previous, "c1")
+    assert previous.flush(10)
+    previous.close()
+    store = CallStore(db, tmp_path / "spool")
+    try:
+        for _ in range(500):  # no flush, no new record: only the writer's own tick replays the spool
+            if store.stats["replayed"]:
+                break
+            time.sleep(0.02)
+        assert [c["call_id"] for c in list_calls(db)] == ["c1"] and store.stats["replayed"] == 1
     finally:
         store.close()
