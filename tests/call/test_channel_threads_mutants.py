@@ -105,6 +105,21 @@ def test_iterate_in_thread_stops_on_none_items_only_at_the_end():
     assert [x for x, _ in iterate_in_thread(iter([None, 0, ""]))] == [None, 0, ""]
 
 
+def test_iterate_in_thread_times_out_on_a_step_that_hangs():
+    release = threading.Event()
+
+    def gen() -> Iterator[str]:
+        yield "first"
+        release.wait(5)  # a stream that stops answering mid-reply
+        yield "late"
+
+    steps = iterate_in_thread(gen(), timeout=0.05)
+    assert next(steps)[0] == "first"
+    with pytest.raises(gevent.Timeout):
+        next(steps)
+    release.set()
+
+
 def test_close_in_thread_runs_the_generators_finally_in_its_scope():
     closed: list[str] = []
     marker = threading.local()
