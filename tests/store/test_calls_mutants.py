@@ -191,6 +191,9 @@ def test_open_call_store_closes_only_this_controllers_calls_and_uses_the_configu
     with caplog.at_level(logging.WARNING, logger="agent.store.calls"):
         open_call_store(cfg, db, owner="10.0.0.1:8084").close()  # nothing left to close: nothing said
     assert "controller_lost" not in caplog.text
+    anyone = open_call_store(cfg, db)  # a controller that names no owner closes every open call
+    anyone.close()
+    assert anyone.stats["reconciled"] == 1 and [c["end_reason"] for c in list_calls(db)] == ["controller_lost"] * 3
 
 
 def test_record_times_are_utc_whatever_the_host_zone() -> None:
@@ -478,10 +481,11 @@ def test_a_record_that_meets_an_outage_while_its_batch_is_retried_keeps_its_plac
             else:
                 _turn(store, "lost", 1, "orphan")  # its placeholder call meets the outage
             _turn(store, "c1", 3, "after")
+            _turn(store, "c1", 5, "later")
         assert store.flush(10)
         held = [("turn", "c1", "outage")] if first == "refused" else [("turn", "lost", "orphan")]
-        assert _pending(store) == [*held, ("turn", "c1", "after")]
-        assert store.dead.count == (1 if first == "refused" else 0) and store.stats["spooled"] == 2
+        assert _pending(store) == [*held, ("turn", "c1", "after"), ("turn", "c1", "later")]
+        assert store.dead.count == (1 if first == "refused" else 0) and store.stats["spooled"] == 3
         with db.connection() as conn:
             conn.execute("DROP TRIGGER test_outage ON turns; DROP TRIGGER test_outage ON calls")
         assert store.flush(10) and not store.spool.has_pending()
@@ -489,7 +493,7 @@ def test_a_record_that_meets_an_outage_while_its_batch_is_retried_keeps_its_plac
             conn.execute("CREATE TRIGGER test_outage BEFORE INSERT ON turns FOR EACH ROW"
                          " EXECUTE FUNCTION test_outage()")
         _turn(store, "c1", 4, "outage")
-        assert store.flush(10) and store.stats["spooled"] == 3  # counted on top of the first two
+        assert store.flush(10) and store.stats["spooled"] == 4  # counted on top of the first three
     finally:
         store.close()
 
