@@ -683,6 +683,11 @@ def test_the_ticker_reprompts_a_silent_caller_only_when_nobody_is_busy(tmp_path)
     gevent.sleep(0.35)
     assert s.deps.store.events("no_input") == []
     s.fork.caller_speaking = False
+    s.turn = SimpleNamespace(done=False)  # type: ignore[assignment]  # the agent is still thinking
+    t[0] += 6
+    gevent.sleep(0.35)
+    assert s.deps.store.events("no_input") == []
+    s.turn.done = True
     t[0] += 6
     _wait(lambda: "여보세요?" in s.deps.prompts.asked)  # the prompt is fetched off the loop
     assert s.deps.store.events("no_input")[0]["detail"] == {"prompts_used": 1, "give_up": False}
@@ -821,6 +826,8 @@ def test_the_ticker_keeps_expiring_playbacks_during_a_hand_off(tmp_path):
     s.clock = lambda: t[0]  # type: ignore[method-assign]
     s._setup()
     s.state = "escalating"
+    gevent.sleep(0.25)  # ticks while escalating, before the playback is overdue
+    assert s.deps.store.events("playback_lost") == []
     t[0] += 100
     _wait(lambda: s.deps.store.events("playback_lost"))
     s.group.kill()
