@@ -434,9 +434,28 @@ def test_a_down_database_is_tried_once_per_flush_not_per_record(tmp_path: Path, 
     assert store.flush(10)  # one forced replay: one attempt for the whole spool
     assert down.connects == 1
     _start(store, "c4")  # behind the spool, and the database failed just now: spooled without a try
+    assert store.flush(10) and down.connects == 2  # (the flush itself forces one more)
+    _start(store, "c5")
     store.close()
-    assert down.connects == 1 and store.stats["spooled"] == 1
-    assert [r[1] for r in _pending(store)] == ["c1", "c2", "c3", "c4"]
+    assert down.connects == 2 and store.stats["spooled"] == 2
+    assert [r[1] for r in _pending(store)] == ["c1", "c2", "c3", "c4", "c5"]
+
+
+def test_a_record_behind_a_spool_is_written_after_it_not_spooled_too(
+        db: Database, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(calls, "RETRY_EVERY_S", 60.0)  # no idle tick: the new record meets the spool
+    previous = CallStore(None, tmp_path / "spool")
+    _start(previous, "c1")
+    assert previous.flush(10)
+    previous.close()
+    store = CallStore(db, tmp_path / "spool")
+    try:
+        _start(store, "c2")
+        assert store.flush(10)
+        assert sorted(c["call_id"] for c in list_calls(db)) == ["c1", "c2"]
+        assert (store.stats["replayed"], store.stats["spooled"]) == (1, 0)
+    finally:
+        store.close()
 
 
 def test_a_refused_record_does_not_make_the_next_one_wait(db: Database, tmp_path: Path, monkeypatch) -> None:
@@ -566,6 +585,7 @@ def test_a_replay_in_batches_keeps_what_is_left_after_an_outage(
 
 
 def test_a_process_that_exits_without_closing_the_store_is_not_held_by_its_writer(tmp_path: Path) -> None:
+    CallStore(None, tmp_path / "here").close()  # in this process too, so that the test maps to the store
     code = ("import pathlib, sys; from agent.store.calls import CallStore; "
             "CallStore(None, pathlib.Path(sys.argv[1])).submit('event', call_id='c1', seq=1, at='now', kind='k')")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "spool")], cwd=Path(__file__).parents[2],
