@@ -19,11 +19,12 @@ __all__ = ["played_out"]  # the routing tests' autouse fixture: playbacks end at
 
 
 class NoHotwordsConn(EslConn):
-    """A channel whose dialplan sets no `callagent_hotwords`."""
+    """A channel whose dialplan sets no `callagent_hotwords`, for tenant `acme`."""
 
     def send(self, command: str, headers: Any = None, body: Any = None, timeout: Any = None) -> Message:
         self.sent.append(("command", command))
-        return Message({k: v for k, v in CONNECT.items() if k != "variable_callagent_hotwords"})
+        headers = {k: v for k, v in CONNECT.items() if k != "variable_callagent_hotwords"}
+        return Message({**headers, "variable_callagent_tenant": "acme"})
 
 
 def fork_start(s) -> str:
@@ -45,9 +46,10 @@ def test_the_fork_takes_its_mix_and_secret_from_the_configuration(tmp_path, monk
     s.group.kill()
 
 
-def test_a_channel_without_hotwords_still_gets_its_fork(tmp_path):
+def test_a_channel_without_hotwords_still_gets_its_fork_for_its_tenant(tmp_path):
     s = started(tmp_path, conn=NoHotwordsConn())
-    assert "hotwords" not in fork_metadata(s) and s.state == "active"
+    meta = fork_metadata(s)
+    assert "hotwords" not in meta and meta["tenant"] == "acme" and s.state == "active"
     s.group.kill()
 
 
@@ -131,4 +133,101 @@ def test_a_turn_times_its_reply_on_the_calls_clock(tmp_path):
     assert turn.t_in == 1000.0 and turn.t_first_queued == 1000.0
     (row,) = [r for r in s.deps.store.turns() if r.get("source") == "policy"]
     assert row["detail"]["overhead_ms"] == 0.0
+    s.group.kill()
+
+
+def on_call_clock(tmp_path, **controller: Any):
+    t = [1000.0]
+    s = make(tmp_path, **controller)
+    s.clock = lambda: t[0]  # type: ignore[method-assign]
+    s._setup()
+    gevent.sleep(0.01)  # the ticker starts on the call's clock
+    s.voice.break_all()  # the greeting is over
+    s.fork.connected = True
+    return s, t
+
+
+def test_a_silent_caller_hears_the_goodbye_and_is_hung_up_on_when_so_configured(tmp_path):
+    s, t = on_call_clock(tmp_path, no_input_timeout_s=5.0, no_input_prompts=["여보세요?"], no_input_action="hangup",
+                         goodbye="통화를 종료합니다.", fork_heartbeat_timeout_s=0)
+    t[0] += 6
+    _wait(lambda: any(h.kind == "prompt" for h in s.voice.playout.handles.values()))
+    s.voice.break_all()  # the caller heard the prompt and still says nothing
+    t[0] += 6
+    _wait(lambda: f"api uuid_kill {UUID} NORMAL_CLEARING" in s.conn.lines())
+    assert s.deps.prompts.asked[-1] == "통화를 종료합니다." and s.state == "ending"
+    lines = s.conn.lines()
+    kill = lines.index(f"api uuid_kill {UUID} NORMAL_CLEARING")
+    assert lines.index(f"api uuid_audio_fork {UUID} stop callagent") < kill  # the fork ends before the channel
+    assert not any("escalation_reason" in x for x in lines)
+    s.group.kill()
+
+
+def test_a_silent_caller_goes_to_a_human_by_default(tmp_path):
+    s, t = on_call_clock(tmp_path, no_input_timeout_s=5.0, no_input_prompts=["여보세요?"], fork_heartbeat_timeout_s=0)
+    t[0] += 6
+    _wait(lambda: any(h.kind == "prompt" for h in s.voice.playout.handles.values()))
+    s.voice.break_all()  # the caller heard the prompt and still says nothing
+    t[0] += 6
+    _wait(lambda: "exit" in s.conn.lines())
+    assert f"api uuid_setvar {UUID} escalation_reason no_input" in s.conn.lines()
+
+
+def test_the_dialogs_call_length_rule_hands_the_caller_over_on_the_timer(tmp_path):
+    from agent.dialog.policy import Escalate
+
+    t = [1000.0]
+    s = make(tmp_path, fork_heartbeat_timeout_s=0)
+    s.deps.policy.conv.check_time = lambda: Escalate("time_limit", "긴 통화", 4)  # type: ignore[attr-defined]
+    s.clock = lambda: t[0]  # type: ignore[method-assign]
+    s._setup()
+    gevent.sleep(0.01)
+    s.fork.connected = True
+    t[0] += 60
+    _wait(lambda: "exit" in s.conn.lines())
+    assert f"api uuid_setvar {UUID} escalation_reason time_limit" in s.conn.lines()
+    assert f"api uuid_setvar {UUID} ai_priority 4" in s.conn.lines()
+
+
+def test_the_barge_in_pause_limit_comes_from_the_configuration(tmp_path):
+    s, t = on_call_clock(tmp_path, barge_in_max_pause_s=3.0, fork_heartbeat_timeout_s=0)
+    s.barge.armed_at = t[0]
+    s.voice.paused = True
+    t[0] += 2.5
+    gevent.sleep(0.3)
+    assert s.deps.store.events("barge_in_resumed") == []  # the default 1.2 s would have resumed by now
+    t[0] += 1.0
+    _wait(lambda: s.deps.store.events("barge_in_resumed"))
+    s.group.kill()
+
+
+def test_the_worker_heartbeat_limit_comes_from_the_configuration(tmp_path):
+    s, t = on_call_clock(tmp_path, fork_heartbeat_timeout_s=4.0)
+    s.liveness.on_connect(t[0])
+    t[0] += 3.0
+    gevent.sleep(0.3)
+    assert s.deps.store.events("fork_failed") == []
+    t[0] += 2.0
+    _wait(lambda: s.deps.store.events("fork_failed"))
+    assert s.deps.store.events("fork_failed")[0]["detail"] == {"reason": "no heartbeat for 5.0 s"}
+    _wait(lambda: "exit" in s.conn.lines())
+
+
+def test_a_store_that_hangs_on_the_finished_check_does_not_hold_the_call(tmp_path):
+    import threading
+
+    from tests.call.test_session_routing_mutants import Store
+
+    release = threading.Event()
+
+    class Hanging(Store):
+        def is_finished(self, call_id: str) -> bool:
+            release.wait(30)
+            return True
+
+    s = make(tmp_path, store=Hanging())
+    try:
+        assert s._setup() and s.state == "active"  # answered after the 2 s bound, not when the store woke
+    finally:
+        release.set()
     s.group.kill()
