@@ -585,7 +585,9 @@ def test_a_replay_in_batches_keeps_what_is_left_after_an_outage(
 
 
 def test_a_process_that_exits_without_closing_the_store_is_not_held_by_its_writer(tmp_path: Path) -> None:
-    CallStore(None, tmp_path / "here").close()  # in this process too, so that the test maps to the store
+    here = CallStore(None, tmp_path / "here")
+    assert here._thread.daemon  # what lets the interpreter exit past it (checked for real below)
+    here.close()
     code = ("import pathlib, sys; from agent.store.calls import CallStore; "
             "CallStore(None, pathlib.Path(sys.argv[1])).submit('event', call_id='c1', seq=1, at='now', kind='k')")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "spool")], cwd=Path(__file__).parents[2],
