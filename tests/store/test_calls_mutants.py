@@ -584,7 +584,7 @@ def test_a_replay_in_batches_keeps_what_is_left_after_an_outage(
         store.close()
 
 
-def test_a_process_that_exits_without_closing_the_store_is_not_held_by_its_writer(tmp_path: Path) -> None:
+def test_the_writer_is_a_daemon_so_a_process_exiting_without_close_is_not_held(tmp_path: Path) -> None:
     here = CallStore(None, tmp_path / "here")
     assert here._thread.daemon  # what lets the interpreter exit past it (checked for real below)
     here.close()
