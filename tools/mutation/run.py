@@ -82,7 +82,8 @@ MODULES: tuple[Module, ...] = (
     Module("agent/privacy/pii.py", ("tests/privacy/test_pii.py", "tests/privacy/test_pii_mutants.py")),
     # PostgreSQL-bound: database=True starts one embedded server for the run (each test still gets a new database).
     Module("agent/store/calls.py", ("tests/store/test_calls.py", "tests/store/test_finished_calls.py",
-                                    "tests/store/test_quarantine.py", "tests/store/test_calls_mutants.py"),
+                                    "tests/store/test_quarantine.py", "tests/store/test_calls_mutants.py",
+                                    "tests/store/test_calls_outage_mutants.py"),
            database=True),
     Module("agent/store/db.py", ("tests/store/test_calls.py", "tests/store/test_finished_calls.py",
                                  "tests/store/test_db_mutants.py"), database=True),
