@@ -231,3 +231,34 @@ def test_a_store_that_hangs_on_the_finished_check_does_not_hold_the_call(tmp_pat
     finally:
         release.set()
     s.group.kill()
+
+
+def test_the_greeting_is_stored_as_the_agents_words_and_played_on_the_calls_clock(tmp_path):
+    from agent.ops.logs import current_call
+
+    t = [1000.0]
+    s = make(tmp_path)
+    s.clock = lambda: t[0]  # type: ignore[method-assign]
+    assert s._setup()
+    (greeting,) = s.deps.store.turns()
+    assert greeting["speaker"] == "agent" and greeting["started_at"].startswith("20")
+    (handle,) = s.voice.playout.handles.values()
+    (chunk,) = handle.chunks
+    assert chunk.text == greeting["text"] and chunk.queued_at == 1000.0  # the deadline runs on the call's clock
+    assert current_call() == UUID  # the call's log lines carry its id from here on
+    s.group.kill()
+
+
+def test_a_connection_for_a_finished_call_is_refused_by_its_own_id_and_said(tmp_path, caplog):
+    from tests.call.test_session_routing_mutants import Store
+
+    caplog.set_level("INFO", logger="agent.call.session")
+
+    class FinishedOnlyThisOne(Store):
+        def is_finished(self, call_id: str) -> bool:
+            return call_id == UUID
+
+    s = make(tmp_path, store=FinishedOnlyThisOne())
+    s.run()
+    assert s.conn.lines() == ["connect", "exit"]
+    assert f"call {UUID}: a connection for a finished call; refused" in [r.getMessage() for r in caplog.records]
