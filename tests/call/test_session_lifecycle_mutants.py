@@ -262,3 +262,11 @@ def test_a_connection_for_a_finished_call_is_refused_by_its_own_id_and_said(tmp_
     s.run()
     assert s.conn.lines() == ["connect", "exit"]
     assert f"call {UUID}: a connection for a finished call; refused" in [r.getMessage() for r in caplog.records]
+
+
+def test_a_call_that_ends_with_no_hangup_cause_stores_none_not_an_empty_cause(tmp_path):
+    s = started(tmp_path)
+    s.group.kill()
+    s._teardown()
+    (end,) = s.deps.store.ends()
+    assert end["end_reason"] == "failed" and end["hangup_cause"] is None
