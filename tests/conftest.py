@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import uuid
@@ -12,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent.ops.logs import CALL_ID
+from agent.ops.logs import CALL_ID, CallIdFilter, QuietConnectionErrors
 from agent.store.db import Database, embedded_dsn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +44,20 @@ def _no_call_id_left_bound() -> Iterator[None]:
     CALL_ID.set(None)
     yield
     CALL_ID.set(None)
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handler_left_installed() -> Iterator[None]:
+    """A test of `configure_logging` installs the product's root handler (its stream closed after the test); left
+    in place, it would rewrite the records of every later test (the quiet filter turns a traceback logged outside
+    a call into one warning line) before pytest's own capture sees them."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in before and any(isinstance(f, (CallIdFilter, QuietConnectionErrors)) for f in handler.filters):
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
