@@ -12,12 +12,15 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 
 import numpy as np
+import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from agent.config import VadConfig
 from agent.engines.asr.base import AsrContext, AsrResult, AsrSegment
 from agent.media import fork_protocol as proto
+from agent.worker import session as worker_session
+from agent.worker import stream as worker_stream
 from agent.worker.session import CallSession, WorkerStats
 
 RATE = 8000
@@ -303,3 +306,17 @@ class Closed(Conn):
 
     async def send(self, message: str) -> None:
         raise ConnectionClosed(None, None)
+
+
+# Fixtures for the session tests, imported by name there (autouse applies in each module that imports it).
+@pytest.fixture(autouse=True)
+def vad(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scripted VAD in place of webrtcvad: a frame is voice when its first sample is not zero."""
+    monkeypatch.setattr(worker_stream, "WebRtcVad", lambda aggressiveness: ScriptedVad())
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(worker_session, "time", c)
+    return c

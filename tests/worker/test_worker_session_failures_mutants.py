@@ -11,21 +11,19 @@ import pytest
 
 from agent.engines.errors import EngineError
 from agent.worker import session as worker_session
-from agent.worker import stream as worker_stream
 from tests.worker.session_fakes import (
     CFG,
     FINAL,
     FRAME,
     TURN,
     Call,
-    Clock,
     Closed,
     Conn,
     Engine,
     LiveEngine,
     Pool,
-    ScriptedVad,
     StreamEngine,
+    clock,
     finals,
     inject,
     kinds,
@@ -33,20 +31,11 @@ from tests.worker.session_fakes import (
     of,
     quiet,
     run_call,
+    vad,
     voice,
 )
 
-
-@pytest.fixture(autouse=True)
-def vad(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker_stream, "WebRtcVad", lambda aggressiveness: ScriptedVad())
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(worker_session, "time", c)
-    return c
+__all__ = ["clock", "vad"]  # the shared fixtures: every test here hears the scripted VAD
 
 
 @pytest.mark.parametrize("fail, error, line", [

@@ -16,7 +16,6 @@ import pytest
 
 from agent.media import smart_turn
 from agent.worker import session as worker_session
-from agent.worker import stream as worker_stream
 from tests.worker.session_fakes import (
     CFG,
     CONTEXT,
@@ -26,13 +25,12 @@ from tests.worker.session_fakes import (
     RATE,
     TURN,
     Call,
-    Clock,
     Engine,
     LiveEngine,
     Pool,
     Scorer,
-    ScriptedVad,
     StreamEngine,
+    clock,
     finals,
     inject,
     kinds,
@@ -42,20 +40,11 @@ from tests.worker.session_fakes import (
     run,
     run_call,
     stats_after,
+    vad,
     voice,
 )
 
-
-@pytest.fixture(autouse=True)
-def vad(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker_stream, "WebRtcVad", lambda aggressiveness: ScriptedVad())
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(worker_session, "time", c)
-    return c
+__all__ = ["clock", "vad"]  # the shared fixtures: every test here hears the scripted VAD
 
 
 @pytest.fixture
