@@ -22,6 +22,7 @@ from agent.config import ControllerConfig
 
 log = logging.getLogger(__name__)
 
+ANSWERED_KEPT = 8
 REPROMPT = "죄송합니다, 잘 듣지 못했습니다. 다시 한 번 말씀해 주시겠어요?"
 
 
@@ -51,6 +52,11 @@ def _same_words(a: str, b: str) -> bool:
     return squash.sub("", a) == squash.sub("", b)
 
 
+def _utterance(body: dict[str, Any]) -> int:
+    value = body.get("utterance")
+    return value if isinstance(value, int) else -1
+
+
 class ForkEvents:
     def __init__(self, host: ForkHost):
         self.host = host
@@ -60,6 +66,8 @@ class ForkEvents:
         self._final_due_since: float | None = None  # speech ended, final transcript not here yet
         self._resumed_utterance = -1  # a burst too short to interrupt: the reply went on
         self._asr_filler_said = False
+        # Utterances whose held reply played on speech_ended, before their final → the words it answered.
+        self._answered_early: dict[int, str] = {}
 
     # routing ------------------------------------------------------------------------------------------
 
@@ -85,7 +93,7 @@ class ForkEvents:
 
     def _on_json(self, kind: str, body: dict[str, Any]) -> None:
         h, now = self.host, self.host.clock()
-        utterance = body.get("utterance") if isinstance(body.get("utterance"), int) else -1
+        utterance = _utterance(body)
         voiced = float(body.get("voiced_ms") or 0)
         if kind == "heartbeat":
             h.liveness.on_heartbeat(now, float(body.get("audio_ms") or 0))
@@ -111,6 +119,7 @@ class ForkEvents:
             self.caller_speaking = False
             self._final_due_since = now
             self._asr_filler_said = False
+            self._release_on_end(utterance, body)
         elif kind == "turn_preview":
             self._on_preview(utterance, str(body.get("text", "")).strip(), body)
         elif kind == "turn_resumed":
@@ -165,6 +174,24 @@ class ForkEvents:
             h.preview.discard()
             h.preview = None
 
+    def _release_on_end(self, utterance: int, body: dict[str, Any]) -> None:
+        """The end of turn is decided on the very words a held reply was prepared from: it plays now. The final
+        pass (~100 ms on Vosk, seconds on a busy machine) only confirms words the decision has already read."""
+        h, preview = self.host, self.host.preview
+        text = body.get("text")
+        if preview is None or preview.discarded or preview.utterance != utterance or not isinstance(text, str) \
+                or not _same_words(preview.text, text) or h.state != "active" or h.barge.armed \
+                or h.voice.playout.audio_queued:
+            return  # anything less certain waits for the final, as before
+        h.preview = None
+        h.cancel_turn()
+        h.turn = preview
+        self._answered_early[utterance] = text
+        while len(self._answered_early) > ANSWERED_KEPT:  # a final the worker dropped never comes
+            del self._answered_early[min(self._answered_early)]
+        self._final_due_since = None
+        preview.release({"source": "asr", **body, "text": text, "asr_wait_ms": 0})
+
     def _on_final(self, data: dict[str, Any]) -> None:
         h, now = self.host, self.host.clock()
         text = str(data.get("text", "")).strip()
@@ -172,6 +199,13 @@ class ForkEvents:
         self._final_due_since = None
         h.idle.activity(now)
         self.asr_errors = 0
+        answered = self._answered_early.pop(_utterance(data), None)
+        if answered is not None:
+            # Already answered from the decision's transcript: the final is kept, never a second turn (nor a
+            # "words over the reply" break of the answer to these very words).
+            h.record.event("final_after_reply", utterance=data.get("utterance"), asr_ms=data.get("asr_ms"),
+                           same_words=_same_words(text, answered), text=text)
+            return
         if h.barge.armed:
             action = h.barge.on_final(text)
             h.act(action, "backchannel" if action is Action.RESUME else "words")
@@ -202,6 +236,11 @@ class ForkEvents:
 
     def _on_asr_error(self, body: dict[str, Any]) -> None:
         h = self.host
+        if self._answered_early.pop(_utterance(body), None) is not None:
+            # Its reply is already playing: nothing to ask again.
+            h.record.event("asr_error", reason=body.get("reason", ""), retryable=body.get("retryable"),
+                           answered=True)
+            return
         self.asr_errors += 1
         self._final_due_since = None
         h.record.event("asr_error", reason=body.get("reason", ""), retryable=body.get("retryable"))

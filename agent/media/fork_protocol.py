@@ -151,9 +151,21 @@ def speech_started(utterance: int, at: float) -> str:
     return _dump({"type": "json", "event": "speech_started", "utterance": utterance, "at": _s(at)})
 
 
-def speech_ended(utterance: int, start: float, end: float) -> str:
-    return _dump({"type": "json", "event": "speech_ended", "utterance": utterance,
-                  "start": _s(start), "end": _s(end)})
+def speech_ended(utterance: int, start: float, end: float, *, eos_wait_ms: int | None = None,
+                 eot: dict[str, Any] | None = None, text: str | None = None, source: str = SOURCE_ASR) -> str:
+    """The end of turn was decided. `eot` and `eos_wait_ms` as in the final; `text` (only while a
+    `turn_preview` of this utterance stands) is the transcript the decision read, from `source`: a held reply
+    prepared from the same words can play now, before the final pass."""
+    message: dict[str, Any] = {"type": "json", "event": "speech_ended", "utterance": utterance,
+                               "start": _s(start), "end": _s(end)}
+    if eos_wait_ms is not None:
+        message["eos_wait_ms"] = eos_wait_ms
+    if eot is not None:
+        message["eot"] = eot
+    if text is not None:
+        message["text"] = text
+        message["source"] = source
+    return _dump(message)
 
 
 def transcript(utterance: int, text: str, *, source: str, engine: str, start: float, end: float,

@@ -119,6 +119,7 @@ class CallSession:
         self._queue: asyncio.Queue[tuple[SpeechEnded, str | None, Speculative | None]] = asyncio.Queue()
         self._utterance = 0
         self._previewed = 0  # the utterance a turn_preview went out for (0: none pending)
+        self._checked_text: str | None = None  # the transcript read at the last turn check
         self._received = 0  # audio bytes received, for heartbeats
         # (utterance, end of its last voiced frame, perf_counter at start, future) of the speculative pass.
         self._speculative: tuple[int, float, float, asyncio.Future] | None = None
@@ -181,6 +182,7 @@ class CallSession:
 
     async def _resolve(self, event: TurnCheck) -> list[Event | LiveFrame]:
         signals = await self._turn_signals(event)
+        self._checked_text = signals.text
         if signals.sentence_end and signals.text and self._previewed != event.utterance:
             self._previewed = event.utterance
             self._stats.turn_previews += 1
@@ -241,8 +243,12 @@ class CallSession:
         self._stats.utterances += 1
         reason = f"turns_{event.eot.reason}"
         setattr(self._stats, reason, getattr(self._stats, reason) + 1)
+        # The words the decision read go with it while a preview of this utterance stands (no voice since).
+        text = self._checked_text if self._previewed == event.utterance else None
         self._previewed = 0
-        await self._send(proto.speech_ended(event.utterance, event.start, event.end))
+        source = proto.SOURCE_ASR if self._injection is None else proto.SOURCE_INJECTED
+        await self._send(proto.speech_ended(event.utterance, event.start, event.end, eos_wait_ms=event.eos_wait_ms,
+                                            eot=event.eot.as_dict(), text=text, source=source))
         injection, self._injection = self._injection, None
         if injection is not None:
             self._discard_speculative()

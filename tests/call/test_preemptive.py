@@ -180,3 +180,137 @@ def test_words_over_the_reply_after_a_short_pause_still_interrupt(session):
     gevent.sleep(0.1)
     api = [arg for app, arg in session.conn.sent if app == "api"]
     assert api[-1] == f"uuid_break {UUID} all" and session.conv.received == [("아니요", "asr")]
+
+
+# Released on speech_ended: the worker's decision read the same words the held reply was prepared from -------
+
+PREVIEW = "배송 조회 부탁드려요"
+
+
+def _ended(s: CallSession, utterance: int, text: str | None) -> None:
+    body: dict[str, Any] = {"event": "speech_ended", "utterance": utterance, "start": 1.0, "end": 2.5,
+                            "eos_wait_ms": 240, "eot": {"reason": "sentence_end", "silence_ms": 240}}
+    if text is not None:
+        body["text"] = text
+    _json(s, **body)
+
+
+def _prepared(s: CallSession, utterance: int = 1, text: str = PREVIEW) -> None:
+    before = len(s.conn.playbacks())
+    _json(s, event="turn_preview", utterance=utterance, text=text)
+    gevent.sleep(0.3)  # generated and synthesized, held
+    assert len(s.conn.playbacks()) == before
+
+
+def _played_out(s: CallSession) -> None:
+    handle = s.turn.handle
+    handle.synthesis_done = True
+    for chunk in handle.chunks:
+        handle.on_start(chunk.index, 1.0)
+        handle.on_stop(chunk.index, "done", 2.0)
+    s.voice.check_finished(handle)
+    assert not s.voice.playout.audio_queued
+
+
+def test_the_end_of_turn_on_the_previewed_words_plays_the_reply_before_the_final(session):
+    _prepared(session)
+    _ended(session, 1, "배송 조회, 부탁드려요.")  # the same words, other punctuation
+    gevent.sleep(0.1)
+    assert len(session.conn.playbacks()) == 2  # no final yet: the reply did not wait for the ASR's last pass
+    (caller,) = [t for t in session.deps.store.turns() if t["speaker"] == "caller"]
+    assert caller["text"] == PREVIEW and caller["eos_wait_ms"] == 240
+    assert caller["detail"]["asr_wait_ms"] == 0 and caller["detail"]["eot"]["reason"] == "sentence_end"
+    # The final then differs a little (the last pass rescored a word): kept as an event, no second turn and
+    # no "words over the reply" break of the answer to these very words.
+    _final(session, 1, "배송 조회 부탁드려유")
+    gevent.sleep(0.3)
+    assert session.conv.received == [(PREVIEW, "asr")]
+    assert not any("uuid_break" in arg for app, arg in session.conn.sent if app == "api")
+    [event] = [f for op, f in session.deps.store.ops if op == "event" and f["kind"] == "final_after_reply"]
+    assert event["detail"]["same_words"] is False and event["detail"]["utterance"] == 1
+
+
+def test_an_end_without_words_or_with_other_words_still_waits_for_the_final(session):
+    _prepared(session)
+    _ended(session, 1, None)  # the worker sends words only while a preview of the utterance stands
+    gevent.sleep(0.1)
+    assert session.conn.playbacks() == []
+    _final(session, 1, PREVIEW)
+    gevent.sleep(0.1)
+    assert len(session.conn.playbacks()) == 2
+    _played_out(session)
+
+    _prepared(session, 2, "환불")
+    _ended(session, 2, "환불 말고 교환이요")  # the deciding check read more than the preview
+    gevent.sleep(0.1)
+    assert len(session.conn.playbacks()) == 2
+    _final(session, 2, "환불 말고 교환이요")
+    gevent.sleep(0.3)
+    assert [c for c, _ in session.conv.received] == [PREVIEW, "환불", "환불 말고 교환이요"]
+
+
+def test_an_end_for_another_utterance_or_during_a_barge_in_releases_nothing(session):
+    _prepared(session, 2)
+    _ended(session, 1, PREVIEW)
+    gevent.sleep(0.1)
+    assert session.conn.playbacks() == []
+    _agent_speaking(session)  # audio of an earlier reply still queued: the final decides, as before
+    _ended(session, 2, PREVIEW)
+    gevent.sleep(0.1)
+    assert session.conn.playbacks() == ["{utt_id=r2,chunk=0}/spool/r.wav"] and session.preview is not None
+
+
+def test_a_failed_final_pass_after_the_reply_started_asks_nothing_again(session):
+    _prepared(session)
+    _ended(session, 1, PREVIEW)
+    gevent.sleep(0.1)
+    _json(session, event="asr_error", utterance=1, reason="timeout after 10 s", retryable=True)
+    gevent.sleep(0.1)
+    assert session.state == "active" and session.fork.asr_errors == 0  # no reprompt, no hand-off
+    assert len(session.conn.playbacks()) == 2
+    [event] = [f for op, f in session.deps.store.ops if op == "event" and f["kind"] == "asr_error"]
+    assert event["detail"]["answered"] is True
+
+
+def test_finals_arriving_after_two_early_replies_start_no_turn(session):
+    _prepared(session, 1)
+    _ended(session, 1, PREVIEW)
+    gevent.sleep(0.3)
+    _prepared_next = "반품 신청할게요"
+    _json(session, event="turn_preview", utterance=2, text=_prepared_next)
+    gevent.sleep(0.3)
+    _played_out(session)
+    _ended(session, 2, _prepared_next)
+    gevent.sleep(0.3)
+    _final(session, 1, PREVIEW)  # a busy recogniser: both finals come after both ends
+    _final(session, 2, _prepared_next)
+    gevent.sleep(0.3)
+    assert session.conv.received == [(PREVIEW, "asr"), (_prepared_next, "asr")]
+    assert len([f for op, f in session.deps.store.ops if op == "event" and f["kind"] == "final_after_reply"]) == 2
+
+
+def test_a_held_reply_dropped_for_want_of_confirmation_or_a_barge_in_in_progress_is_not_released(session,
+                                                                                              monkeypatch):
+    monkeypatch.setattr("agent.call.turn.HOLD_MAX_S", 0.1)
+    _prepared(session)  # held past HOLD_MAX_S: discarded (still the session's preview object)
+    _ended(session, 1, PREVIEW)
+    gevent.sleep(0.1)
+    assert session.conn.playbacks() == [] and session.deps.store.turns() == []  # no trace of it
+    monkeypatch.setattr("agent.call.turn.HOLD_MAX_S", 5.0)
+    _prepared(session, 2)
+    session.barge.armed_at = session.clock()  # the caller is being heard over a paused reply
+    _ended(session, 2, PREVIEW)
+    gevent.sleep(0.1)
+    assert session.conn.playbacks() == []
+
+
+def test_after_an_early_reply_no_slow_recogniser_filler_follows_it(session):
+    _prepared(session)
+    _ended(session, 1, PREVIEW)
+    gevent.sleep(0.1)
+    _played_out(session)  # the reply is over and the final still has not come
+    session.fork.connected = True
+    now = session.clock()
+    session.fork.tick(now + session.cfg.filler_after_s + 1, now - 10)
+    gevent.sleep(0.1)
+    assert not [f for op, f in session.deps.store.ops if op == "event" and f["kind"] == "slow_step_filler"]

@@ -74,7 +74,10 @@ def test_a_sentence_final_pause_previews_the_turn_and_its_speculative_pass_is_th
         {"type": "json", "event": "speech_continuing", "utterance": 1, "at": 0.28, "voiced_ms": 200},
         {"type": "json", "event": "speech_paused", "utterance": 1, "at": 0.48, "voiced_ms": 300},
         {"type": "json", "event": "turn_preview", "utterance": 1, "text": FINAL, "at": 0.62},
-        {"type": "json", "event": "speech_ended", "utterance": 1, "start": 0.08, "end": 0.38}]
+        # The decision and the words it read travel with the end, so the held reply can play before the final.
+        {"type": "json", "event": "speech_ended", "utterance": 1, "start": 0.08, "end": 0.38, "eos_wait_ms": 240,
+         "eot": {"reason": "sentence_end", "silence_ms": 240, "sentence_end": True, "smart_turn": None},
+         "text": FINAL, "source": "asr"}]
     assert c.events[6:] == [{"type": "transcription", "data": {
         "event": "transcript", "utterance": 1, "final": True, "text": FINAL, "source": "asr", "engine": "scripted",
         "start": 0.08, "end": 0.38, "eos_wait_ms": 240, "asr_ms": 750, "asr_wait_ms": 0,
@@ -108,8 +111,10 @@ def test_without_a_speculative_pass_the_turns_end_on_silence_and_asr_runs_after(
             "speech_onset", "speech_started", "speech_continuing", "speech_paused", "speech_ended", "final"]
     one, two = finals(c.events)
     assert (one["utterance"], one["text"], two["utterance"], two["text"]) == (1, OPEN, 2, FINAL)
-    assert named(c.events, "speech_ended")[1] == {"type": "json", "event": "speech_ended", "utterance": 2,
-                                                  "start": 1.26, "end": 1.56}
+    # No transcript at the checks, so no preview and no words with the end: the reply waits for the final.
+    assert named(c.events, "speech_ended")[1] == {
+        "type": "json", "event": "speech_ended", "utterance": 2, "start": 1.26, "end": 1.56, "eos_wait_ms": 600,
+        "eot": {"reason": "silence", "silence_ms": 600, "sentence_end": None, "smart_turn": None}}
     assert (one["eos_wait_ms"], one["asr_ms"], one["asr_wait_ms"]) == (600, 750, 750)
     assert one["eot"] == {"reason": "silence", "silence_ms": 600, "sentence_end": None, "smart_turn": None}
     assert c.stats.turns_silence == 2 and c.stats.turn_previews == 0 and c.stats.speculative_used == 0
@@ -152,6 +157,8 @@ def test_a_vetoed_preview_is_resumed_when_the_caller_goes_on_then_previewed_agai
     final = finals(c.events)[0]
     assert final["eot"] == {"reason": "silence", "silence_ms": 600, "sentence_end": True, "smart_turn": 0.5}
     assert (final["end"], final["eos_wait_ms"]) == (1.46, 600)
+    # The last preview still stands when the fallback ends the turn: its words go with the end.
+    assert named(c.events, "speech_ended")[0]["text"] == FINAL
     # Scored at both checks of each pause, on the audio up to the pause (16-bit, at the fork's rate).
     assert [(p.dtype, len(p), rate) for p, rate in s.calls[:1]] == [(np.int16, 27 * 160, RATE)]
     assert len(s.calls) == c.stats.smart_turn_calls == 6
@@ -229,6 +236,8 @@ def test_an_injected_text_is_the_turn_s_transcript_and_no_asr_runs(clock):
     c = run_call(main)
     assert named(c.events, "turn_preview") == [{"type": "json", "event": "turn_preview", "utterance": 1,
                                                 "text": FINAL, "at": 0.62}]
+    [ended] = named(c.events, "speech_ended")
+    assert (ended["text"], ended["source"]) == (FINAL, "text-injected")
     assert finals(c.events) == [{
         "event": "transcript", "utterance": 1, "final": True, "text": FINAL, "source": "text-injected",
         "engine": "text-injected", "start": 0.08, "end": 0.38, "eos_wait_ms": 240, "asr_ms": 0, "asr_wait_ms": 0,
@@ -361,8 +370,8 @@ def test_a_stereo_fork_hears_the_caller_on_the_left_channel_only(clock):
         return c
 
     c = run_call(main)
-    assert named(c.events, "speech_ended") == [{"type": "json", "event": "speech_ended", "utterance": 1,
-                                                "start": 0.08, "end": 0.38}]
+    [ended] = named(c.events, "speech_ended")
+    assert (ended["start"], ended["end"], ended["text"]) == (0.08, 0.38, FINAL)
     assert len(engine.calls[0][0]) == 27 * 160 and c.stats.frames == 59
 
 
