@@ -55,7 +55,7 @@ class VadConfig:
     # 0.01-0.988 (docs/benchmarks.md), so it can veto the fast path but not end a turn alone.
     smart_turn: bool = True
     smart_turn_threshold: float = 0.995  # ends a turn with no transcript verdict at audio_model_ms (> 1: never)
-    smart_turn_veto: float = 0.95  # below this a sentence-final transcript waits for the fallback (0: off)
+    smart_turn_veto: float = 0.85  # below this a sentence-final transcript waits for the fallback (0: off)
     # Inside an utterance a voiced frame this far below its loudest frame is silence: webrtcvad's hangover
     # calls a word's fading tail speech for 100-180 ms, which every end of turn would wait out (0: off).
     tail_drop_db: float = 30.0

@@ -8,7 +8,6 @@ decoder's final pass remain, instead of the whole utterance.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -107,11 +106,20 @@ class LiveDecoder:
     def abandon(self) -> None:
         self._utterance = 0
         self._pending, self._pending_bytes = [], 0
+        if self._tail is not None:
+            self._then(self._close_decoder)  # after the jobs queued: a decoder is used by one thread at a time
+
+    def _close_decoder(self) -> None:
+        decoder, self._decoder = self._decoder, None
+        close = getattr(decoder, "close", None)
+        if callable(close):
+            close()  # a pooled recogniser goes back warm
 
     def close(self) -> None:
         """The call is over: drops the jobs not yet run. Under load the chain can be seconds of audio behind;
         left alone it would go on decoding (and holding the decoder and the audio) for a caller who hung up."""
-        self.abandon()
+        self._utterance = 0
+        self._pending, self._pending_bytes = [], 0
         if self._tail is not None:
             self._tail.cancel()  # each job awaits the previous through gather: the whole chain is cancelled
             self._tail = None
@@ -145,10 +153,8 @@ class LiveDecoder:
         return self._decoder.checkpoint() if self._decoder is not None else ""
 
     def _partial(self) -> str:
-        if self._decoder is None:
-            return ""
-        text = getattr(self._decoder, "partial", None)
-        return text() if callable(text) else _kaldi_partial(self._decoder)
+        text = getattr(self._decoder, "partial", None)  # an engine's decoder without one gives no partial
+        return text() if callable(text) else ""
 
     def _result(self) -> AsrResult:
         decoder, self._decoder = self._decoder, None
@@ -160,24 +166,6 @@ class LiveDecoder:
         shift = partial_shift(tuple(self._pads))
         return replace(result, segments=tuple(replace(s, start=shift(s.start), end=shift(s.end))
                                               for s in result.segments))
-
-
-def _kaldi_partial(decoder: Any) -> str:
-    """Words so far of a VoskUtterance: its closed segments plus Kaldi's partial hypothesis.
-
-    Reads the decoder's recogniser directly because the engine has no public partial() yet; an engine that
-    adds one is used through it instead (see LiveDecoder._partial).
-    """
-    rec = getattr(decoder, "_rec", None)
-    if rec is None:
-        return ""
-    try:
-        tail = json.loads(rec.PartialResult()).get("partial", "")
-    except Exception as exc:  # a Kaldi failure here only costs the fast end of turn
-        log.warning("live partial failed: %s", exc)
-        return ""
-    done = " ".join(s.text for s in getattr(decoder, "_segments", ()))
-    return f"{done} {tail}".strip()
 
 
 def partial_shift(pads: tuple[tuple[float, float], ...]) -> Callable[[float], float]:

@@ -83,6 +83,7 @@ class WorkerStats:
     echo_frames: int = 0  # voiced caller frames gated out as the agent's own echo (stereo forks)
     smart_turn_calls: int = 0
     turn_previews: int = 0
+    transcripts_late: int = 0  # turn checks whose transcript so far was not decoded within SIGNAL_TIMEOUT_S
     turns_sentence_end: int = 0  # turns ended by the end-of-turn reasons (agent.media.turn_end)
     turns_audio_model: int = 0
     turns_silence: int = 0
@@ -289,6 +290,7 @@ class CallSession:
                     result = await asyncio.wait_for(asyncio.shield(future), SIGNAL_TIMEOUT_S)
                     text = result if isinstance(result, str) else result.text
                 except Exception as exc:  # a slow or failed pass only costs the fast path
+                    self._stats.transcripts_late += 1
                     log.debug("call %s: no transcript at the pause: %r", self.meta.call_id, exc)
         signals = TurnSignals(text=text)
         if scoring is None or not policy.needs_audio_model(signals, event.silence_ms):

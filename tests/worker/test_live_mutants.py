@@ -5,8 +5,6 @@ with the pads taken out, and what a failed or abandoned decoder gives."""
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from concurrent.futures import Executor, Future
 
 import numpy as np
@@ -44,6 +42,9 @@ class Decoder:
 
     def result(self) -> AsrResult:
         return AsrResult("배송 조회", "live-fake", self.segments)
+
+    def close(self) -> None:
+        self.accepted.append(np.array([-1], np.int16))  # marks the hand-back
 
 
 class Engine:
@@ -184,25 +185,14 @@ def test_an_abandoned_utterance_is_not_decoded_further():
         d.abandon()
         d.feed(samples(4000))
         end = d.end(1)
-        await asyncio.sleep(0)
+        for _ in range(10):  # the job chain runs out
+            await asyncio.sleep(0)
         return end
 
     assert asyncio.run(main()) is None
-    assert all(len(a) < 1600 for a in engine.decoders[0].accepted)
-
-
-class KaldiLike:
-    """A Vosk utterance without a public partial(): closed segments plus Kaldi's partial hypothesis."""
-
-    def __init__(self, partial: object, segments: tuple[AsrSegment, ...] = ()):
-        self._rec = None if partial is None else type("Rec", (), {"PartialResult": lambda _self: partial()})()
-        self._segments = segments
-
-    def accept(self, pcm: np.ndarray) -> None:
-        pass
-
-    def result(self) -> AsrResult:
-        return AsrResult("", "x", ())
+    accepted = engine.decoders[0].accepted
+    assert all(len(a) < 1600 for a in accepted)
+    assert accepted[-1].tolist() == [-1]  # closed after its queued audio: a pooled recogniser goes back
 
 
 def _read_partial(decoder: object) -> str:
@@ -218,23 +208,24 @@ def _read_partial(decoder: object) -> str:
     return asyncio.run(main())
 
 
-def test_a_kaldi_partial_is_the_closed_segments_then_the_hypothesis():
-    segments = (AsrSegment("그는", 0, 0.5), AsrSegment("디비전", 0.5, 1.0))
-    assert _read_partial(KaldiLike(lambda: json.dumps({"partial": "이 피하면서"}), segments)) == \
-        "그는 디비전 이 피하면서"
-    assert _read_partial(KaldiLike(lambda: json.dumps({"partial": ""}))) == ""
-    assert _read_partial(KaldiLike(lambda: json.dumps({}), segments)) == "그는 디비전"
-    assert _read_partial(KaldiLike(None)) == ""
+class NoPartial:
+    """An engine's utterance decoder that offers no partial()."""
+
+    def accept(self, pcm: np.ndarray) -> None:
+        pass
+
+    def result(self) -> AsrResult:
+        return AsrResult("", "x", ())
 
 
-def test_a_failing_kaldi_partial_reads_as_empty_and_is_logged(caplog):
-    def broken() -> str:
-        raise RuntimeError("kaldi")
+class WithPartial(NoPartial):
+    def partial(self) -> str:
+        return "그는 디비전 이 피하면서"
 
-    with caplog.at_level(logging.INFO, logger="agent.worker.live"):
-        assert _read_partial(KaldiLike(broken, (AsrSegment("네", 0, 1),))) == ""
-    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
-        (logging.WARNING, "live partial failed: kaldi")]
+
+def test_the_partial_is_the_decoder_s_own_or_none_at_all():
+    assert _read_partial(WithPartial()) == "그는 디비전 이 피하면서"
+    assert _read_partial(NoPartial()) == ""
 
 
 class Counting(Inline):
@@ -320,9 +311,3 @@ def test_an_engine_without_extras_reads_empty_partials_and_names_itself_asr_in_e
     text, result, error = asyncio.run(main())
     assert text == "" and result.text == "네"
     assert str(error) == "asr: live decoder could not start"
-
-
-def test_a_kaldi_partial_without_closed_segments_is_the_hypothesis_alone():
-    decoder = KaldiLike(lambda: json.dumps({"partial": "네 맞아요"}))
-    del decoder._segments
-    assert _read_partial(decoder) == "네 맞아요"

@@ -77,6 +77,7 @@ def test_a_pass_that_never_returns_falls_back_to_silence_then_times_out(clock, c
     assert named(c.events, "asr_error") == [{"type": "json", "event": "asr_error", "utterance": n,
                                              "reason": "timeout after 0.1 s", "retryable": True} for n in (1, 2)]
     assert (c.stats.asr_timeouts, c.stats.asr_errors, c.stats.turns_silence, c.stats.speculative_used) == (2, 0, 2, 2)
+    assert c.stats.transcripts_late == 4  # both checks of both turns
     assert sorted(r.getMessage() for r in caplog.records) == [
         "call call-1: ASR timed out after 0.1 s"] * 2 + ["call call-1: no transcript at the pause: TimeoutError()"] * 4
 
