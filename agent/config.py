@@ -56,6 +56,9 @@ class VadConfig:
     smart_turn: bool = True
     smart_turn_threshold: float = 0.995  # ends a turn with no transcript verdict at audio_model_ms (> 1: never)
     smart_turn_veto: float = 0.85  # below this a sentence-final transcript waits for the fallback (0: off)
+    # At audio_model_ms, where the transcript so far shows no sentence ending, read the decoder's closed segment
+    # too (Vosk): if it ends a sentence on the same last word, the turn ends there (docs/architecture.md).
+    closed_check: bool = True
     # Inside an utterance a voiced frame this far below its loudest frame is silence: webrtcvad's hangover
     # calls a word's fading tail speech for 100-180 ms, which every end of turn would wait out (0: off).
     tail_drop_db: float = 30.0
@@ -167,6 +170,7 @@ def _vad(s: Section) -> VadConfig:
         smart_turn=s.bool("smart_turn", d.smart_turn),
         smart_turn_threshold=s.float("smart_turn_threshold", d.smart_turn_threshold, lo=0, hi=1.01),
         smart_turn_veto=s.float("smart_turn_veto", d.smart_turn_veto, lo=0, hi=1),
+        closed_check=s.bool("closed_check", d.closed_check),
         tail_drop_db=s.float("tail_drop_db", d.tail_drop_db, lo=0, hi=90),
     )
     if cfg.speculative_ms and cfg.speculative_ms >= cfg.end_silence_ms:

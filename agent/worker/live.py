@@ -103,6 +103,13 @@ class LiveDecoder:
         if self._checkpoints and utterance == self._utterance and self._tail is not None:
             self._then(self._checkpoint)
 
+    def closed_reading(self, utterance: int) -> asyncio.Future[str] | None:
+        """Closes the segment now (after the jobs queued) and gives every word so far, or None where the engine
+        cannot close one or `utterance` is not being decoded. Decoding goes on in a new segment."""
+        if not self._checkpoints or utterance != self._utterance or self._tail is None:
+            return None
+        return self._then(self._checkpoint)
+
     def abandon(self) -> None:
         self._utterance = 0
         self._pending, self._pending_bytes = [], 0

@@ -36,7 +36,8 @@ from agent.engines.asr.base import AsrEngine
 from agent.engines.asr.registry import create_asr
 from agent.media import fork_protocol as proto
 from agent.worker.ratelimit import RateLimitedLog
-from agent.worker.session import SEND_TIMEOUT_S, CallSession, WorkerStats
+from agent.worker.session import SEND_TIMEOUT_S, CallSession
+from agent.worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 limited = RateLimitedLog(log, per_s=1.0, burst=5)

@@ -12,7 +12,6 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -39,6 +38,7 @@ from agent.media.endpointing import (
 from agent.media.turn_end import TurnSignals
 from agent.worker.live import LiveDecoder, LiveFrame
 from agent.worker.partials import PartialRelay
+from agent.worker.stats import WorkerStats
 from agent.worker.stream import CallStream
 
 log = logging.getLogger(__name__)
@@ -57,42 +57,6 @@ _CLOSED = object()
 # benches that send audio faster than real time raise it.
 SIGNAL_TIMEOUT_S = 0.3
 INJECTED_ENGINE = "text-injected"
-
-
-@dataclass
-class WorkerStats:
-    """Counters for the whole worker; only the event loop thread writes them."""
-
-    connections: int = 0
-    active: int = 0
-    rejected: int = 0
-    messages: int = 0
-    frames: int = 0
-    bytes: int = 0
-    odd_frames: int = 0  # binary messages with an odd byte count (a sample split across messages)
-    utterances: int = 0
-    asr_calls: int = 0
-    asr_ms_sum: float = 0.0
-    asr_errors: int = 0
-    asr_timeouts: int = 0
-    injected: int = 0
-    live_decoded: int = 0  # finals decoded while the caller spoke (engines with open_utterance)
-    speculative_used: int = 0  # finals whose ASR had already run during the silence
-    speculative_wasted: int = 0  # speculative passes dropped because the caller spoke again
-    errors: int = 0  # protocol violations and failed sends
-    echo_frames: int = 0  # voiced caller frames gated out as the agent's own echo (stereo forks)
-    smart_turn_calls: int = 0
-    turn_previews: int = 0
-    transcripts_late: int = 0  # turn checks whose transcript so far was not decoded within SIGNAL_TIMEOUT_S
-    turns_sentence_end: int = 0  # turns ended by the end-of-turn reasons (agent.media.turn_end)
-    turns_audio_model: int = 0
-    turns_silence: int = 0
-    turns_forced: int = 0
-    intake_dropped: int = 0  # messages dropped because a session fell more than INTAKE_MAX behind
-    utterances_dropped: int = 0  # utterances dropped because ASR was max_pending_utterances behind
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 class CallSession:
@@ -292,7 +256,7 @@ class CallSession:
                 except Exception as exc:  # a slow or failed pass only costs the fast path
                     self._stats.transcripts_late += 1
                     log.debug("call %s: no transcript at the pause: %r", self.meta.call_id, exc)
-        signals = TurnSignals(text=text)
+        signals = TurnSignals(text=text, closed=await self._closed_reading(event, text))
         if scoring is None or not policy.needs_audio_model(signals, event.silence_ms):
             if scoring is not None:
                 scoring.add_done_callback(_ignore_result)  # not needed: let it finish unobserved
@@ -307,7 +271,21 @@ class CallSession:
             log.warning("call %s: Smart Turn failed: %r", self.meta.call_id, exc)
             return signals
         self._stats.smart_turn_calls += 1
-        return TurnSignals(text=text, smart_turn=score)
+        return TurnSignals(text=text, smart_turn=score, closed=signals.closed)
+
+    async def _closed_reading(self, event: TurnCheck, text: str | None) -> str | None:
+        """The live decoder's closed segment at this pause, where the policy reads one (turn_end.wants_closed)."""
+        if self._live is None or not self._stream.policy.wants_closed(TurnSignals(text=text), event.silence_ms):
+            return None
+        future = self._live.closed_reading(event.utterance)
+        if future is None:
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), SIGNAL_TIMEOUT_S)
+        except Exception as exc:  # a slow or failed close only costs this reading
+            self._stats.transcripts_late += 1
+            log.debug("call %s: no closed segment at the pause: %r", self.meta.call_id, exc)
+            return None
 
     def _on_text(self, text: str) -> None:
         try:

@@ -39,6 +39,8 @@ ENDINGS = [
     ("아니요", True),
     ("맞아", True),
     # connective endings
+    ("빚을 내서 하길래", False),
+    ("그렇게 말하기에", False),
     ("주문을 했는데", False),
     ("배송이 늦어서", False),
     ("환불 받으면", False),
@@ -141,3 +143,39 @@ def test_the_audio_model_runs_only_where_it_can_matter():
     assert not no_veto.needs_audio_model(TurnSignals(text="네"), 240)
     never = policy(smart_turn_veto=0.0, smart_turn_threshold=1.01)
     assert not never.may_use_audio_model(500) and never.decide(880, TurnSignals(smart_turn=1.0)) is None
+
+
+def test_a_closed_reading_that_ends_on_the_same_last_word_ends_the_turn_at_the_audio_model_check():
+    # The phone-band partial misread the stem before the split-off question ending (104_003_0437 at 8 kHz).
+    p = policy()
+    s = TurnSignals(text="내게 하는 홍콩 의 어린 나", closed="내게 하는 한컴 이 어딨 나", smart_turn=0.91)
+    assert s.sentence_end is False and s.closed_agrees
+    assert p.wants_closed(TurnSignals(text=s.text), 500) and not p.wants_closed(TurnSignals(text=s.text), 240)
+    assert p.needs_audio_model(s, 500) and not p.needs_audio_model(s, 240)
+    assert p.decide(480, s) is None
+    end = p.decide(500, s)
+    assert end.as_dict() == {"reason": "sentence_end", "silence_ms": 500, "sentence_end": False,
+                             "smart_turn": 0.91, "closed": True}
+    assert p.decide(500, TurnSignals(text=s.text, closed=s.closed, smart_turn=0.4)) is None  # vetoed
+
+
+@pytest.mark.parametrize("text, closed", [
+    ("체납 아크 및 아파트", "체납 아크 및 아빠 다"),  # a "다" the end-of-sentence weight wrote after a noun
+    ("의혹에 대한 입담", "의혹에 대한 있다"),
+    ("어린 나", "어린 나 는"),  # the closed reading goes on
+    ("어린 나", ""),
+    ("", "어딨 나"),
+])
+def test_a_closed_reading_that_disagrees_on_the_last_word_decides_nothing(text, closed):
+    s = TurnSignals(text=text, closed=closed, smart_turn=0.9)  # above the veto, below the audio model's own bar
+    assert not s.closed_agrees
+    assert policy().decide(880, s) is None
+
+
+def test_the_closed_reading_is_asked_only_where_it_can_change_the_turn():
+    p = policy()
+    assert not p.wants_closed(TurnSignals(text="배송 조회해 주세요"), 500)  # already ends a sentence
+    assert not p.wants_closed(TurnSignals(text=""), 500) and not p.wants_closed(TurnSignals(), 500)
+    assert p.wants_closed(TurnSignals(text="김 전 장관"), 500)
+    off = policy(closed_check=False)
+    assert not off.wants_closed(TurnSignals(text="김 전 장관"), 500)

@@ -26,7 +26,7 @@ from agent.ops.metrics import (
     serve_metrics,
 )
 from agent.ops.stats import SAMPLES_KEPT, ControllerStats
-from agent.worker.session import WorkerStats
+from agent.worker.stats import WorkerStats
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "ops" / "prometheus" / "alerts.yml"

@@ -21,7 +21,8 @@ from agent.engines.asr.base import AsrContext, AsrResult, AsrSegment
 from agent.media import fork_protocol as proto
 from agent.worker import session as worker_session
 from agent.worker import stream as worker_stream
-from agent.worker.session import CallSession, WorkerStats
+from agent.worker.session import CallSession
+from agent.worker.stats import WorkerStats
 
 RATE = 8000
 FRAME = 320  # bytes of a 20 ms mono frame at 8 kHz

@@ -13,7 +13,7 @@ from agent.config import VadConfig
 from agent.media.endpointing import SpeechEnded, SpeechStarted, TurnCheck
 from agent.media.turn_end import NO_SIGNALS, TurnSignals
 from agent.worker.live import LiveFrame
-from agent.worker.session import WorkerStats
+from agent.worker.stats import WorkerStats
 from agent.worker.stream import CallStream
 
 RATE = 16000

@@ -34,7 +34,7 @@ PARTS = (
     ("tts_ms", "TTS: first text → first chunk", "turn rows"),
     ("overhead_ms", "Controller overhead (engines excluded)", "turn rows"),
     ("first_audio_ms", "Transcript → PLAYBACK_START", "turn rows"),
-    ("preemptive_lead_ms", "Preemptive lead: turn_preview → final", "turn rows"),
+    ("preemptive_lead_ms", "Preemptive lead: turn_preview → release (end of turn or final)", "turn rows"),
     ("residual_ms", "Audio/event paths between processes", "v2v − parts"),
     ("v2v_ms", "Voice-to-voice", "simulated channel"),
     ("greeting_ms", "Answer → greeting PLAYBACK_START", "simulated channel"),
