@@ -108,6 +108,7 @@ class LiveDecoder:
         cannot close one or `utterance` is not being decoded. Decoding goes on in a new segment."""
         if not self._checkpoints or utterance != self._utterance or self._tail is None:
             return None
+        self._flush()
         return self._then(self._checkpoint)
 
     def abandon(self) -> None:

@@ -311,3 +311,46 @@ def test_an_engine_without_extras_reads_empty_partials_and_names_itself_asr_in_e
     text, result, error = asyncio.run(main())
     assert text == "" and result.text == "네"
     assert str(error) == "asr: live decoder could not start"
+
+
+class Closing(Decoder):
+    def checkpoint(self) -> str:
+        self.accepted.append(np.array([-2], np.int16))  # marks the close, in the order of the jobs
+        return "홍콩 의 어딨 나"
+
+
+def test_the_closed_reading_comes_after_the_audio_queued_and_only_for_the_utterance_decoded():
+    engine = Engine(checkpoints=True)
+    engine.open_utterance = lambda rate, context: engine.decoders.append(Closing()) or engine.decoders[-1]  # type: ignore[method-assign]
+
+    async def main() -> tuple[object, ...]:
+        d = live(engine)
+        before = d.closed_reading(1)  # nothing being decoded yet
+        d.begin(1, samples(1000))
+        other = d.closed_reading(2)
+        text = await d.closed_reading(1)  # type: ignore[misc]
+        return before, other, text
+
+    before, other, text = asyncio.run(main())
+    assert (before, other, text) == (None, None, "홍콩 의 어딨 나")
+    assert [a.tolist() for a in engine.decoders[0].accepted][-1] == [-2]  # after the 1000 samples, once
+    assert sum(len(a) for a in engine.decoders[0].accepted) == 1001
+    assert live(Engine(checkpoints=False)).closed_reading(1) is None
+
+
+def test_after_the_hangup_audio_is_no_longer_decoded():
+    engine = Engine()
+
+    async def main() -> None:
+        d = live(engine)
+        d.begin(1, samples(2000))  # more than one 200 ms batch: decoded at once
+        for _ in range(10):
+            await asyncio.sleep(0)
+        d.close()
+        d.feed(samples(4000))  # frames still in the intake when FreeSWITCH hung up
+        assert d.end(1) is None and d.partial(1) is None
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert sum(len(a) for a in engine.decoders[0].accepted) == 2000
