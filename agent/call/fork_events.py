@@ -190,7 +190,7 @@ class ForkEvents:
         while len(self._answered_early) > ANSWERED_KEPT:  # a final the worker dropped never comes
             del self._answered_early[min(self._answered_early)]
         self._final_due_since = None
-        preview.release({"source": "asr", **body, "text": text, "asr_wait_ms": 0})
+        preview.release({**body, "asr_wait_ms": 0})  # the reply waited for no ASR pass; its words stay the preview's
 
     def _on_final(self, data: dict[str, Any]) -> None:
         h, now = self.host, self.host.clock()

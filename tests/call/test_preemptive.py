@@ -222,12 +222,13 @@ def test_the_end_of_turn_on_the_previewed_words_plays_the_reply_before_the_final
     assert caller["detail"]["asr_wait_ms"] == 0 and caller["detail"]["eot"]["reason"] == "sentence_end"
     # The final then differs a little (the last pass rescored a word): kept as an event, no second turn and
     # no "words over the reply" break of the answer to these very words.
-    _final(session, 1, "배송 조회 부탁드려유")
+    session.fork.on_custom("mod_audio_fork::transcription", {"final": True, "utterance": 1, "asr_ms": 85,
+                                                            "text": "배송 조회 부탁드려유"})
     gevent.sleep(0.3)
     assert session.conv.received == [(PREVIEW, "asr")]
     assert not any("uuid_break" in arg for app, arg in session.conn.sent if app == "api")
     [event] = [f for op, f in session.deps.store.ops if op == "event" and f["kind"] == "final_after_reply"]
-    assert event["detail"]["same_words"] is False and event["detail"]["utterance"] == 1
+    assert event["detail"] == {"utterance": 1, "asr_ms": 85, "same_words": False, "text": "배송 조회 부탁드려유"}
 
 
 def test_an_end_without_words_or_with_other_words_still_waits_for_the_final(session):
@@ -269,7 +270,7 @@ def test_a_failed_final_pass_after_the_reply_started_asks_nothing_again(session)
     assert session.state == "active" and session.fork.asr_errors == 0  # no reprompt, no hand-off
     assert len(session.conn.playbacks()) == 2
     [event] = [f for op, f in session.deps.store.ops if op == "event" and f["kind"] == "asr_error"]
-    assert event["detail"]["answered"] is True
+    assert event["detail"] == {"reason": "timeout after 10 s", "retryable": True, "answered": True}
 
 
 def test_finals_arriving_after_two_early_replies_start_no_turn(session):
@@ -314,3 +315,15 @@ def test_after_an_early_reply_no_slow_recogniser_filler_follows_it(session):
     session.fork.tick(now + session.cfg.filler_after_s + 1, now - 10)
     gevent.sleep(0.1)
     assert not [f for op, f in session.deps.store.ops if op == "event" and f["kind"] == "slow_step_filler"]
+
+
+def test_early_answers_are_remembered_for_their_finals_up_to_a_bound(session):
+    # Finals the worker dropped (max_pending_utterances) never come: the oldest entries go past the bound.
+    session.fork._answered_early.update({n: "네" for n in range(100, 107)})
+    _prepared(session, 107)
+    _ended(session, 107, PREVIEW)
+    assert sorted(session.fork._answered_early) == list(range(100, 108))  # 8 kept
+    _played_out(session)
+    _prepared(session, 108)
+    _ended(session, 108, PREVIEW)
+    assert sorted(session.fork._answered_early) == list(range(101, 109))  # the oldest went

@@ -88,6 +88,12 @@ def test_outbound_messages_have_the_agreed_shape():
         "type": "json", "event": "speech_started", "utterance": 3, "at": 1.235}
     assert json.loads(proto.speech_ended(3, 1.2, 4.5)) == {
         "type": "json", "event": "speech_ended", "utterance": 3, "start": 1.2, "end": 4.5}
+    eot = {"reason": "sentence_end", "silence_ms": 240, "sentence_end": True, "smart_turn": 0.97}
+    assert proto.speech_ended(3, 1.2, 4.5, eos_wait_ms=240, eot=eot, text="어딨 나", source="text-injected") == (
+        '{"type":"json","event":"speech_ended","utterance":3,"start":1.2,"end":4.5,"eos_wait_ms":240,'
+        '"eot":{"reason":"sentence_end","silence_ms":240,"sentence_end":true,"smart_turn":0.97},'
+        '"text":"어딨 나","source":"text-injected"}')  # UTF-8 as is: the words are read back by FreeSWITCH
+    assert json.loads(proto.speech_ended(3, 1.2, 4.5, text="네"))["source"] == "asr"
     assert json.loads(proto.asr_error(3, "timeout", True)) == {
         "type": "json", "event": "asr_error", "utterance": 3, "reason": "timeout", "retryable": True}
     assert json.loads(proto.error("bad rate")) == {"type": "error", "data": {"reason": "bad rate"}}

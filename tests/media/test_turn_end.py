@@ -157,6 +157,7 @@ def test_a_closed_reading_that_ends_on_the_same_last_word_ends_the_turn_at_the_a
     assert end.as_dict() == {"reason": "sentence_end", "silence_ms": 500, "sentence_end": False,
                              "smart_turn": 0.91, "closed": True}
     assert p.decide(500, TurnSignals(text=s.text, closed=s.closed, smart_turn=0.4)) is None  # vetoed
+    assert p.decide(500, TurnSignals(text=s.text, closed=s.closed, smart_turn=0.5)).closed  # at the veto: not
 
 
 @pytest.mark.parametrize("text, closed", [
