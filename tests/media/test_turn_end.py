@@ -180,3 +180,10 @@ def test_the_closed_reading_is_asked_only_where_it_can_change_the_turn():
     assert p.wants_closed(TurnSignals(text="김 전 장관"), 500)
     off = policy(closed_check=False)
     assert not off.wants_closed(TurnSignals(text="김 전 장관"), 500)
+
+
+def test_the_fallback_counts_the_silence_the_vad_hears_where_it_is_given():
+    p, open_text = policy(), TurnSignals(text="주문 번호 는")
+    assert p.decide(1000, open_text, vad_silence_ms=880) is None  # a word's fading tail still voiced
+    assert p.decide(700, open_text, vad_silence_ms=900).reason == "silence"
+    assert p.decide(900, open_text).reason == "silence"  # no separate count: the silence itself
