@@ -236,14 +236,13 @@ class ForkEvents:
 
     def _on_asr_error(self, body: dict[str, Any]) -> None:
         h = self.host
-        if self._answered_early.pop(_utterance(body), None) is not None:
-            # Its reply is already playing: nothing to ask again.
-            h.record.event("asr_error", reason=body.get("reason", ""), retryable=body.get("retryable"),
-                           answered=True)
-            return
+        answered = self._answered_early.pop(_utterance(body), None) is not None
+        h.record.event("asr_error", reason=body.get("reason", ""), retryable=body.get("retryable"),
+                       **({"answered": True} if answered else {}))
+        if answered:
+            return  # its reply is already playing: nothing to ask again
         self.asr_errors += 1
         self._final_due_since = None
-        h.record.event("asr_error", reason=body.get("reason", ""), retryable=body.get("retryable"))
         if h.state != "active":
             return
         if self.asr_errors >= 2 or not body.get("retryable", False):

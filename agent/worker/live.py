@@ -96,16 +96,14 @@ class LiveDecoder:
 
     def close_segment(self, utterance: int) -> None:
         """The turn ends at this pause: where the engine can, close the segment now (queued after the partial
-        read, before the final), so the final result needs no further decoding. The partial, not a closed
-        segment, decides the turn, and a segment is closed only once the turn ended: closing applies the
-        language model's end-of-sentence weight, which on the phone band writes a "다" after a noun at a
-        mid-sentence pause, and a later check would read it."""
-        if self._checkpoints and utterance == self._utterance and self._tail is not None:
-            self._then(self._checkpoint)
+        read, before the final), so the final result needs no further decoding."""
+        self.closed_reading(utterance)
 
     def closed_reading(self, utterance: int) -> asyncio.Future[str] | None:
         """Closes the segment now (after the jobs queued) and gives every word so far, or None where the engine
-        cannot close one or `utterance` is not being decoded. Decoding goes on in a new segment."""
+        cannot close one or `utterance` is not being decoded. Decoding goes on in a new segment. Closing applies
+        the language model's end-of-sentence weight, which on the phone band writes a "다" after a noun at a
+        mid-sentence pause: turn_end.wants_closed says when a turn check may read it."""
         if not self._checkpoints or utterance != self._utterance or self._tail is None:
             return None
         self._flush()

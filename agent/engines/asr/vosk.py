@@ -203,10 +203,9 @@ class VoskUtterance:
 
     def partial(self) -> str:
         """Words so far: the closed segments plus Kaldi's partial hypothesis of the open one."""
+        rec = self._rec()
         try:
-            tail = json.loads(self._rec().PartialResult()).get("partial", "")
-        except EngineError:
-            raise
+            tail = json.loads(rec.PartialResult()).get("partial", "")
         except Exception as exc:  # a Kaldi failure here only costs the fast end of turn
             log.warning("live partial failed: %s", exc)
             tail = ""
@@ -221,10 +220,9 @@ class VoskUtterance:
         partial missed 2 of 11 sentence endings at a 240 ms pause, the closed segment none. With no audio
         after it, `result()` adds nothing, so a turn that ends at this pause needs no further decoding.
         """
+        rec = self._rec()
         try:
-            self._segments.extend(self._words(self._rec().Result()))
-        except EngineError:
-            raise
+            self._segments.extend(self._words(rec.Result()))
         except Exception as exc:
             raise EngineError(ENGINE_NAME, f"recognition failed: {exc}") from exc
         self._checkpointed = True
@@ -236,10 +234,9 @@ class VoskUtterance:
         if not self._checkpointed:
             if self._resampler is not None:
                 self._feed(self._resampler.flush())
+            rec = self._rec()
             try:
-                self._segments.extend(self._words(self._rec().FinalResult()))
-            except EngineError:
-                raise
+                self._segments.extend(self._words(rec.FinalResult()))
             except Exception as exc:
                 raise EngineError(ENGINE_NAME, f"recognition failed: {exc}") from exc
         self.close()
