@@ -26,6 +26,14 @@ def _start(store: CallStore, call_id: str) -> None:
     store.submit("call_start", call_id=call_id, caller="010", destination="1588", started_at=T0)
 
 
+def _spool_one_call(spool: Path) -> None:
+    """A process that never reached its database left call c1 in the spool."""
+    previous = CallStore(None, spool)
+    _start(previous, "c1")
+    assert previous.flush(10)
+    previous.close()
+
+
 def _wait_for_a_blocked_write(db: Database) -> None:
     """Until a statement of this test's database waits on a lock (the writer's, on the table locked here)."""
     for _ in range(500):
@@ -172,10 +180,7 @@ def test_a_down_database_is_tried_once_per_flush_not_per_record(tmp_path: Path, 
 def test_a_record_behind_a_spool_is_written_after_it_not_spooled_too(
         db: Database, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(calls, "RETRY_EVERY_S", 60.0)  # no idle tick: the new record meets the spool
-    previous = CallStore(None, tmp_path / "spool")
-    _start(previous, "c1")
-    assert previous.flush(10)
-    previous.close()
+    _spool_one_call(tmp_path / "spool")
     store = CallStore(db, tmp_path / "spool")
     try:
         _start(store, "c2")
@@ -336,10 +341,7 @@ def test_the_writer_keeps_serving_after_idle_ticks(db: Database, tmp_path: Path,
 
 def test_a_spool_is_replayed_on_the_idle_tick_without_new_records(db: Database, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(calls, "RETRY_EVERY_S", 0.05)
-    previous = CallStore(None, tmp_path / "spool")
-    _start(previous, "c1")
-    assert previous.flush(10)
-    previous.close()
+    _spool_one_call(tmp_path / "spool")
     store = CallStore(db, tmp_path / "spool")
     try:
         for _ in range(500):  # no flush, no new record: only the writer's own tick replays the spool
